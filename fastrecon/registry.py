@@ -248,3 +248,34 @@ def _register_zoo() -> None:
 
 
 _register_zoo()
+
+
+# --- the built-in demo -----------------------------------------------------------------------------
+# Small, CPU-friendly, trained here on simulated cardiac-like phantoms (its encoder is NOT pretrained).
+# Reproduce the bundled checkpoint with the command in DEMO_TRAIN_COMMAND.
+DEMO_TRAIN_COMMAND = (
+    "fastrecon train --model demo-x8 --data simulated --sim-train 256 --sim-val 32 --epochs 6 "
+    "--lr-step-epochs 5 --patience 3 --batch-size 4 --storage-dtype float16 --seed 0 --out fastrecon/zoo/demo-x8.safetensors"
+)
+DEMO_SHA256: str | None = None
+
+register(
+    ModelConfig(
+        name="demo-x8",
+        family="vit_unrolled",
+        contract=InputContract(acceleration=8, mask_type="equispaced_fraction", acs_lines=10, max_coils=32),
+        weights=WeightsInfo(
+            filename="demo-x8.safetensors",
+            sha256=DEMO_SHA256,
+            licence="MIT (fastrecon)",
+            provenance="trained by fastrecon on simulated 128x128 8-coil cardiac-like phantoms, x8 equispaced masks; "
+            "encoder randomly initialised (not pretrained). Command: " + DEMO_TRAIN_COMMAND,
+            bundled=True,
+        ),
+        num_cascades=6,
+        encoder=TINY_DEMO_ENCODER,
+        decoder=DecoderConfig(channels=(64, 48, 32, 16), input_channels=16),
+        sens=SensConfig(chans=8, pools=3),
+        description="small demo model (6 cascades, tiny random-init ViT), trained here on simulated x8 data",
+    )
+)

@@ -17,7 +17,7 @@ The data-consistency arithmetic goes through :class:`DCOps`, so the Triton kerne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -104,8 +104,9 @@ class UnrolledNet(nn.Module):
         shared = self.shared_module()
         kspace = kspace0
         image = self.dc_ops.sens_reduce(kspace, sens)
-        for cascade in self.cascades:
-            correction = cascade.correction(image, shared)  # type: ignore[operator]
+        for module in self.cascades:
+            cascade = cast(Cascade, module)
+            correction = cascade.correction(image, shared)
             kspace, image = self.dc_ops.cascade_step(kspace, kspace0, mask, cascade.dc_weight, sens, correction)
         return UnrolledOutput(kspace=kspace, sens=sens)
 

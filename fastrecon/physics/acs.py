@@ -28,7 +28,7 @@ def mask_columns(mask: torch.Tensor) -> torch.Tensor:
     return mask.reshape(-1, mask.shape[-1]).any(dim=0)
 
 
-def acs_bounds(mask: torch.Tensor, min_lines: int = 1) -> tuple[int, int]:
+def acs_bounds(mask: torch.Tensor, min_lines: int = 0) -> tuple[int, int]:
     """``(start, stop)`` of the contiguous, centred block of sampled columns (the ACS lines).
 
     Follows fastMRI's ``get_pad_and_num_low_freqs``: the block is symmetric around ``W // 2`` and

@@ -1,0 +1,204 @@
+"""The one-call API: ``fastrecon.load(name).reconstruct(kspace)``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastrecon import weights as _weights
+from fastrecon._arrays import as_complex_kspace, check_finite, from_torch, to_torch
+from fastrecon.errors import BackendUnavailableError, InputError, UnknownNameError, close_matches
+from fastrecon.models import build_model
+from fastrecon.models.unrolled import UnrolledNet
+from fastrecon.physics import acs_bounds, broadcast_mask, infer_mask
+from fastrecon.registry import ModelConfig, get_config
+
+# Backends and precisions that exist now. Compiled backends (torch.compile, CUDA graphs, TensorRT,
+# ONNX) and reduced precision will join these names; the signature of `load` stays.
+BACKENDS = ("eager", "triton")
+PRECISIONS = ("fp32",)
+
+# Default slices per forward pass: bounded by the k-space bytes of one batch, so large inputs
+# (a whole cine stack) stream through in chunks instead of running out of memory.
+_BATCH_BYTES = 256 * 2**20
+_MAX_BATCH = 16
+
+
+@dataclass
+class Reconstructor:
+    """A loaded model ready to reconstruct. Build it with :func:`fastrecon.load`."""
+
+    model: UnrolledNet
+    config: ModelConfig
+    device: torch.device
+    backend: str = "eager"
+    precision: str = "fp32"
+    weights_path: Path | None = None
+    batch_size: int | None = None
+    _warned: set[str] = field(default_factory=set, repr=False)
+
+    def __call__(self, kspace: Any, mask: Any = None, **kwargs: Any) -> Any:
+        return self.reconstruct(kspace, mask, **kwargs)
+
+    def reconstruct(self, kspace: Any, mask: Any = None, *, return_complex: bool = False, batch_size: int | None = None) -> Any:
+        """Reconstruct undersampled multicoil k-space.
+
+        Args:
+            kspace: ``(C, H, W)`` one slice or ``(N, C, H, W)`` slices/frames; numpy, torch or CuPy;
+                complex64/complex128, or real with a trailing dimension of 2. Unsampled entries are 0.
+            mask: sampled phase-encode columns ``(W,)`` or sampled points ``(H, W)``; inferred from the
+                zero pattern of ``kspace`` when omitted. Entries outside the mask are zeroed.
+            return_complex: return the coil-combined complex image instead of the RSS magnitude.
+            batch_size: slices per forward pass (default: chosen from the input size).
+
+        Returns:
+            ``(H, W)`` or ``(N, H, W)``: float32 RSS magnitude (complex64 with ``return_complex``), in
+            the input's array library and on its device.
+        """
+        tensor, origin = to_torch(kspace, "kspace")
+        tensor = as_complex_kspace(tensor)
+        single = tensor.ndim == 3
+        if tensor.ndim not in (3, 4):
+            raise InputError(
+                f"k-space has {tensor.ndim} dimensions {tuple(tensor.shape)}; expected (C, H, W) for one slice "
+                "or (N, C, H, W) for several (complex, or real with a trailing 2)."
+            )
+        if single:
+            tensor = tensor.unsqueeze(0)
+        num, coils, height, width = tensor.shape
+        if min(num, coils, height, width) == 0:
+            raise InputError(f"k-space shape (N, C, H, W) = {tuple(tensor.shape)} has an empty dimension; expected at least one coil and a non-empty matrix.")
+        contract = self.config.contract
+        if not contract.min_coils <= coils <= contract.max_coils:
+            raise InputError(f"k-space has {coils} coils; {self.config.name} accepts {contract.min_coils}..{contract.max_coils}.")
+        check_finite(tensor, "k-space")
+        tensor = tensor.to(self.device)
+        if mask is None:
+            mask_t = infer_mask(tensor)
+        else:
+            mask_t, _ = to_torch(mask, "mask")
+            mask_t = mask_t.to(self.device)
+            if mask_t.is_complex():
+                raise InputError(f"mask has complex dtype {mask_t.dtype}; expected bool or 0/1 numbers.")
+            if mask_t.ndim not in (1, 2):
+                raise InputError(f"mask has shape {tuple(mask_t.shape)}; expected (W,) = ({width},) or (H, W) = ({height}, {width}).")
+            mask_t = broadcast_mask(mask_t, tensor.shape).reshape(mask_t.shape)
+            tensor = torch.where(broadcast_mask(mask_t, tensor.shape), tensor, torch.zeros((), dtype=tensor.dtype, device=tensor.device))
+        if not bool(tensor.ne(0).any()):
+            raise InputError("k-space is all zeros (after masking); there is nothing to reconstruct.")
+        acs_bounds(mask_t, min_lines=contract.min_acs_lines)
+        batch = batch_size or self.batch_size or self._default_batch(coils * height * width * 8)
+        if batch < 1:
+            raise InputError(f"batch_size is {batch}; expected a positive number of slices.")
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, num, batch):
+                chunk = tensor[start : start + batch]
+                out = self.model.unroll(chunk, mask_t)
+                outputs.append(out.combined_image() if return_complex else out.rss_image().to(torch.float32))
+        result = torch.cat(outputs)
+        if single:
+            result = result[0]
+        return from_torch(result, origin)
+
+    @staticmethod
+    def _default_batch(bytes_per_slice: int) -> int:
+        return max(1, min(_MAX_BATCH, _BATCH_BYTES // max(bytes_per_slice, 1)))
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here.")
+    return resolved
+
+
+def _use_backend(model: UnrolledNet, backend: str, device: torch.device) -> None:
+    if backend == "eager":
+        return
+    if backend == "triton":
+        from fastrecon import _features
+
+        if not _features.has_triton():
+            _features.import_optional("triton")
+        if device.type != "cuda" and not _features.triton_interpret():
+            raise BackendUnavailableError(
+                f"backend 'triton' runs on CUDA devices (or on the CPU with TRITON_INTERPRET=1); device is {device}."
+            )
+        from fastrecon.kernels.ops import TritonDCOps
+
+        model.dc_ops = TritonDCOps()
+        return
+    raise UnknownNameError(f"unknown backend {backend!r}. {close_matches(backend, list(BACKENDS))}")
+
+
+def load(
+    name: str | os.PathLike[str],
+    *,
+    weights: _weights.WeightsArg = "auto",
+    device: str | torch.device | None = None,
+    backend: str = "eager",
+    precision: str = "fp32",
+    encoder_weights: str | os.PathLike[str] | None = None,
+    batch_size: int | None = None,
+) -> Reconstructor:
+    """Load a registered model (or a fastrecon checkpoint file) ready to reconstruct.
+
+    Args:
+        name: a registered name (``fastrecon.list_models()``) or the path of a ``.safetensors``
+            checkpoint written by fastrecon (its config travels in the file).
+        weights: ``"auto"`` (bundled zoo, then ``$FASTRECON_HOME/<name>.safetensors``), a file path
+            (fastrecon safetensors, or a fastMRI VarNet ``.pt`` state dict for ``varnet-*``), or
+            ``None`` for random initialisation (with a warning).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
+        backend: ``"eager"`` (the fp32 reference) or ``"triton"`` (fused data-consistency kernels).
+        precision: ``"fp32"``.
+        encoder_weights: for ``weights=None`` ViT models, a local open_clip/timm checkpoint for the
+            frozen encoder (how training starts from pretrained encoders).
+        batch_size: slices per forward pass (default: chosen from the input size).
+    """
+    if backend not in BACKENDS:
+        raise UnknownNameError(f"unknown backend {backend!r}. {close_matches(str(backend), list(BACKENDS))}")
+    if precision not in PRECISIONS:
+        raise UnknownNameError(f"unknown precision {precision!r}. {close_matches(str(precision), list(PRECISIONS))}")
+    resolved = _resolve_device(device)
+    path_like = Path(name)
+    if isinstance(name, os.PathLike) or (str(name).endswith(".safetensors") and path_like.is_file()):
+        config, state = _weights.read_checkpoint(path_like)
+        location: _weights.WeightsLocation | None = _weights.WeightsLocation(path=path_like, kind="fastrecon")
+    else:
+        config = get_config(str(name))
+        location = _weights.locate_weights(config, weights)
+        state = None
+    model = build_model(config, encoder_weights=str(encoder_weights) if encoder_weights else None)
+    if location is not None and location.path is not None:
+        if state is None and location.kind == "fastmri":
+            if config.family != "varnet":
+                raise _weights.WeightsError(f"{str(location.path)!r} looks like a fastMRI state dict, which only fits varnet-* models, not {config.name!r}.")
+            state = _weights.read_fastmri_state_dict(location.path)
+        elif state is None:
+            _weights.verify_sha256(config, location.path)
+            file_config, state = _weights.read_checkpoint(location.path)
+            if file_config.family != config.family or file_config.num_cascades != config.num_cascades:
+                raise _weights.WeightsError(
+                    f"{str(location.path)!r} holds a {file_config.family} model {file_config.name!r} with "
+                    f"{file_config.num_cascades} cascades; {config.name!r} expects {config.family} with {config.num_cascades}."
+                )
+        _weights.load_state_dict_strict(model, state, str(location.path))
+    model.eval().to(resolved)
+    _use_backend(model, backend, resolved)
+    return Reconstructor(
+        model=model,
+        config=config,
+        device=resolved,
+        backend=backend,
+        precision=precision,
+        weights_path=location.path if location else None,
+        batch_size=batch_size,
+    )

@@ -1,0 +1,47 @@
+"""Reconstruct one fastMRI ``.h5`` or CMRxRecon ``.mat`` file into a fastMRI-style reconstruction file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastrecon.data.cmrxrecon import read_cmrxrecon
+from fastrecon.data.fastmri import read_fastmri, write_reconstruction
+from fastrecon.errors import DataFormatError
+from fastrecon.physics.masks import create_mask_for_mask_type, seed_from_name
+
+
+def reconstruct_file(
+    recon: Any,
+    path: str | Path,
+    out: str | Path,
+    *,
+    acceleration: float | None = None,
+    center_fraction: float = 0.08,
+    mask_type: str = "equispaced_fraction",
+    key: str | None = None,
+) -> Path:
+    """Read ``path``, undersample it when ``acceleration`` is given (mask seeded by the file name, as
+    fastMRI does), otherwise use the file's own mask or zero pattern; write ``reconstruction (N, H, W)``.
+    """
+    path = Path(path)
+    mask = None
+    if path.suffix == ".h5":
+        volume = read_fastmri(path)
+        kspace = torch.from_numpy(volume.kspace)
+        if volume.mask is not None:
+            mask = torch.from_numpy(volume.mask)
+    elif path.suffix == ".mat":
+        kspace = torch.from_numpy(read_cmrxrecon(path, key).kspace)
+    else:
+        raise DataFormatError(f"{str(path)!r}: expected a fastMRI .h5 or a CMRxRecon .mat file (suffix {path.suffix!r}).")
+    if acceleration is not None:
+        func = create_mask_for_mask_type(mask_type, [center_fraction], [acceleration])
+        mask = func(kspace.shape[-1], seed=seed_from_name(path.name))
+    image = recon.reconstruct(kspace, mask)
+    attrs = {"model": recon.config.name, "weights": str(recon.weights_path), "source": str(path)}
+    if acceleration is not None:
+        attrs.update(acceleration=acceleration, center_fraction=center_fraction, mask_type=mask_type)
+    return write_reconstruction(out, image, attrs=attrs)

@@ -1,0 +1,202 @@
+"""Checkpoints: self-contained safetensors files with the model config in their metadata.
+
+A deployable checkpoint holds every tensor the model needs, the frozen encoder included (scanners
+are offline), and ``config.to_json()`` under the metadata key ``fastrecon_config``. Nothing here
+unpickles arbitrary objects: fastMRI's ``.pt`` state dicts are read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from fastrecon.errors import WeightsError
+from fastrecon.registry import ModelConfig
+
+CONFIG_KEY = "fastrecon_config"
+ZOO_DIR = Path(__file__).parent / "zoo"
+
+WeightsArg = str | os.PathLike[str] | Literal["auto"] | None
+
+
+def fastrecon_home() -> Path:
+    """Where downloaded/trained checkpoints live: ``$FASTRECON_HOME`` or ``~/.cache/fastrecon``."""
+    return Path(os.environ.get("FASTRECON_HOME", Path.home() / ".cache" / "fastrecon")).expanduser()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    model: nn.Module,
+    config: ModelConfig,
+    path: str | os.PathLike[str],
+    *,
+    dtype: torch.dtype | None = None,
+    metadata: dict[str, str] | None = None,
+) -> str:
+    """Write ``model``'s state dict and ``config`` to a safetensors file; returns its sha256.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating tensors at lower precision to halve the
+    file; they are cast back to the model's dtype on load.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[key] = value.contiguous().clone()  # clone: shared storage is not allowed by safetensors
+    meta = {CONFIG_KEY: config.to_json(), "format": "pt"}
+    meta.update(metadata or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+    return sha256_file(path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Config and tensors of a fastrecon safetensors checkpoint, with clear errors for bad files."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {str(path)!r} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{str(path)!r} is not a readable safetensors checkpoint ({exc}).") from exc
+    if CONFIG_KEY not in meta:
+        raise WeightsError(
+            f"{str(path)!r} has no {CONFIG_KEY!r} metadata: it was not written by fastrecon.save_checkpoint. "
+            f"Metadata keys found: {sorted(meta)}."
+        )
+    try:
+        config = ModelConfig.from_json(meta[CONFIG_KEY])
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{str(path)!r} carries a config this version cannot read ({exc}).") from exc
+    return config, tensors
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model``; mismatched keys or shapes raise :class:`WeightsError` naming them."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [
+        f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        def first(items: list[str]) -> str:
+            return ", ".join(items[:5]) + (f" ... ({len(items)} in all)" if len(items) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {first(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {first(unexpected)}")
+        if wrong_shape:
+            parts.append(f"wrong shapes: {first(wrong_shape)}")
+        raise WeightsError(f"weights from {source} do not fit the model ({'; '.join(parts)}).")
+    cast = {key: value.to(expected[key].dtype) for key, value in state.items()}
+    model.load_state_dict(cast, strict=True)
+
+
+@dataclass(frozen=True)
+class WeightsLocation:
+    """Where a model's weights were found (or ``path=None`` for random initialisation)."""
+
+    path: Path | None
+    kind: Literal["fastrecon", "fastmri", "random"]
+    searched: tuple[str, ...] = ()
+
+
+def candidate_paths(config: ModelConfig) -> list[Path]:
+    """The places ``weights="auto"`` looks, in order: the package's bundled zoo, then ``$FASTRECON_HOME``."""
+    paths = []
+    if config.weights.bundled:
+        paths.append(ZOO_DIR / config.weights.filename)
+    paths.append(fastrecon_home() / config.weights.filename)
+    return paths
+
+
+def locate_weights(config: ModelConfig, weights: WeightsArg) -> WeightsLocation:
+    """Resolve the ``weights`` argument of :func:`fastrecon.load`.
+
+    ``None`` -> random initialisation (with a warning); a path -> that file (``.pt``/``.pth`` are
+    fastMRI state dicts, anything else a fastrecon safetensors checkpoint); ``"auto"`` -> the
+    bundled zoo, then ``$FASTRECON_HOME/<name>.safetensors``; nothing found -> :class:`WeightsError`
+    saying where it looked and how to get weights.
+    """
+    if weights is None:
+        warnings.warn(
+            f"model {config.name!r} is randomly initialised (weights=None): its output is not a reconstruction "
+            "anyone should read. Use it for tests, shapes and timing only.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return WeightsLocation(path=None, kind="random")
+    if isinstance(weights, str) and weights == "auto":
+        searched = candidate_paths(config)
+        for path in searched:
+            if path.is_file():
+                return WeightsLocation(path=path, kind="fastrecon", searched=tuple(map(str, searched)))
+        raise WeightsError(
+            f"no weights for {config.name!r}: looked in {', '.join(str(p) for p in searched)}. "
+            f"Weights status: {config.weights.provenance}. Get weights by training "
+            f"(`fastrecon train --model {config.name} ...` writes {config.weights.filename}; put it in "
+            f"$FASTRECON_HOME), by passing a file (`weights='path.safetensors'`, or a fastMRI VarNet `.pt` state dict "
+            "for varnet-*), or use weights=None for a randomly initialised model."
+        )
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist.")
+    kind: Literal["fastrecon", "fastmri"] = "fastmri" if path.suffix in (".pt", ".pth", ".ckpt") else "fastrecon"
+    return WeightsLocation(path=path, kind=kind)
+
+
+def verify_sha256(config: ModelConfig, path: Path) -> None:
+    """Check the file against the registry's pinned sha256, when one is pinned."""
+    pinned = config.weights.sha256
+    if pinned is None:
+        return
+    actual = sha256_file(path)
+    if actual != pinned:
+        raise WeightsError(
+            f"{str(path)!r} has sha256 {actual}, but the registry pins {pinned} for {config.name!r}: "
+            "the file is corrupt or not the published one."
+        )
+
+
+def read_fastmri_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A fastMRI VarNet state dict (plain, Lightning or DDP) read safely and mapped to our keys."""
+    from fastrecon.models.fastmri_compat import convert_fastmri_state_dict
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several unrelated types for bad files
+        raise WeightsError(
+            f"could not read {str(path)!r} as a torch state dict with weights_only=True ({exc}). Lightning checkpoints "
+            "that pickle hyper-parameters are refused for safety: re-save just the weights with "
+            "torch.save(torch.load(path, weights_only=False)['state_dict'], 'varnet_state_dict.pt') on a machine you trust."
+        ) from exc
+    return convert_fastmri_state_dict(obj)

@@ -1,0 +1,66 @@
+"""Small shared builders for tests: simulated masked k-space and tiny model configs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from fastrecon.physics import fft2c
+from fastrecon.registry import (
+    TINY_DEMO_ENCODER,
+    DecoderConfig,
+    InputContract,
+    ModelConfig,
+    SensConfig,
+    VarNetConfig,
+    WeightsInfo,
+)
+
+
+def masked_kspace(num: int = 1, coils: int = 4, height: int = 32, width: int = 24, accel: int = 4, acs: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth random images, random coil maps, a column mask (every accel-th line + ACS); (k0, mask)."""
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+    image = (xx**2 / 0.6 + yy**2 / 0.8 < 1).to(torch.complex64) * (1 + 0.5j)
+    image = image + 0.1 * torch.randn(num, height, width, generator=gen, dtype=torch.complex64)
+    sens = torch.randn(num, coils, 1, 1, generator=gen, dtype=torch.complex64) * torch.exp(
+        -((xx - 0.3) ** 2 + yy**2)
+    ).to(torch.complex64)
+    kspace = fft2c(sens * image.unsqueeze(1))
+    mask = torch.zeros(width, dtype=torch.bool)
+    mask[::accel] = True
+    start = (width - acs + 1) // 2
+    mask[start : start + acs] = True
+    return kspace * mask, mask
+
+
+def tiny_vit_config(name: str = "test-tiny-vit", cascades: int = 2) -> ModelConfig:
+    return ModelConfig(
+        name=name,
+        family="vit_unrolled",
+        contract=InputContract(acceleration=4, acs_lines=6),
+        weights=WeightsInfo(filename=f"{name}.safetensors", licence="test"),
+        num_cascades=cascades,
+        encoder=TINY_DEMO_ENCODER,
+        decoder=DecoderConfig(channels=(32, 16, 16, 8), input_channels=8),
+        sens=SensConfig(chans=4, pools=2),
+        description="tiny test model",
+    )
+
+
+def tiny_varnet_config(name: str = "test-tiny-varnet", cascades: int = 2) -> ModelConfig:
+    return ModelConfig(
+        name=name,
+        family="varnet",
+        contract=InputContract(acceleration=4, acs_lines=6),
+        weights=WeightsInfo(filename=f"{name}.safetensors", licence="test"),
+        num_cascades=cascades,
+        varnet=VarNetConfig(chans=4, pools=2),
+        sens=SensConfig(chans=4, pools=2),
+        description="tiny test model",
+    )
+
+
+def replace(config: ModelConfig, **changes: object) -> ModelConfig:
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
