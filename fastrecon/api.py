@@ -176,7 +176,8 @@ def load(
         config = get_config(str(name))
         location = _weights.locate_weights(config, weights)
         state = None
-    model = build_model(config, encoder_weights=str(encoder_weights) if encoder_weights else None)
+    # The random-weights warning comes once, from locate_weights; a checkpoint carries its own encoder.
+    model = build_model(config, encoder_weights=str(encoder_weights) if encoder_weights else None, warn_random_encoder=False)
     if location is not None and location.path is not None:
         if state is None and location.kind == "fastmri":
             if config.family != "varnet":

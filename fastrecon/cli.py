@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return int(args.func(args))
-    except FastreconError as exc:
+    except (FastreconError, FileNotFoundError) as exc:
         print(f"fastrecon: error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,11 +9,13 @@ if TYPE_CHECKING:
     from fastrecon.registry import ModelConfig
 
 
-def build_model(config: ModelConfig, *, encoder_weights: str | None = None) -> UnrolledNet:
+def build_model(config: ModelConfig, *, encoder_weights: str | None = None, warn_random_encoder: bool = True) -> UnrolledNet:
     """Build the (randomly initialised) model a config describes.
 
     ``encoder_weights`` is a local open_clip/timm checkpoint for the frozen encoder of the ViT-prior
-    models (used for training); it is ignored for E2E-VarNet.
+    models (used for training); it is ignored for E2E-VarNet. Building a ViT model whose encoder has
+    published weights without ``encoder_weights`` warns, unless ``warn_random_encoder=False`` (the
+    caller loads a full checkpoint next, encoder included).
     """
     if config.family == "varnet":
         from fastrecon.models.varnet import VarNet
@@ -22,5 +24,6 @@ def build_model(config: ModelConfig, *, encoder_weights: str | None = None) -> U
     if config.family == "vit_unrolled":
         from fastrecon.models.vit_unrolled import ViTUnrolledNet
 
-        return ViTUnrolledNet.from_config(config, encoder_weights=encoder_weights)
+        warn = warn_random_encoder and config.encoder is not None and config.encoder.pretrained is not None
+        return ViTUnrolledNet.from_config(config, encoder_weights=encoder_weights, warn_random_encoder=warn)
     raise ValueError(f"unknown model family {config.family!r}; expected 'varnet' or 'vit_unrolled'.")

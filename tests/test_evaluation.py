@@ -1,0 +1,116 @@
+"""`fastrecon evaluate` and `fastrecon reconstruct` end to end on files written in the real formats."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import fastrecon
+from fastrecon import register
+from fastrecon.cli import main
+from fastrecon.data.fastmri import write_fastmri
+from fastrecon.data.simulate import simulate_cine
+from fastrecon.metrics import evaluate_fastmri
+from fastrecon.physics import ifft2c, rss
+from fastrecon.physics.masks import EquispacedMaskFractionFunc, seed_from_name
+from fastrecon.registry import _REGISTRY
+from tests.data._files import write_mat73
+from tests.helpers import tiny_vit_config
+
+
+@pytest.fixture(scope="module")
+def name() -> str:
+    cfg = tiny_vit_config("test-eval-vit", cascades=2)
+    register(cfg, overwrite=True)
+    yield cfg.name
+    _REGISTRY.pop(cfg.name, None)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    for i in range(2):
+        sim = simulate_cine((32, 32), frames=2, num_coils=4, seed=i)
+        write_fastmri(tmp_path / f"vol{i}.h5", sim.kspace, target=sim.target)
+    return tmp_path
+
+
+def test_evaluate_cli_table_csv_json(name: str, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = folder / "results" / "eval"
+    code = main([
+        "evaluate", "--model", name, "--weights", "none", "--data", str(folder), "--accel", "4",
+        "--center-fraction", "0.125", "--protocol", "fastmri", "--out", str(out), "--device", "cpu",
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "zero-filled" in printed and name in printed and "protocol fastmri" in printed
+    with open(out.with_suffix(".csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["file"] for r in rows] == ["vol0.h5", "vol0.h5", "vol1.h5", "vol1.h5", "MEAN", "MEAN"]
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert payload["protocol"] == "fastmri" and payload["settings"]["acceleration"] == 4
+
+    # Independent zero-filled numbers for vol1: fastMRI seeds the mask with the file name.
+    with h5py.File(folder / "vol1.h5") as handle:
+        kspace = torch.from_numpy(handle["kspace"][()])
+        target = torch.from_numpy(handle["reconstruction_rss"][()])
+    mask = EquispacedMaskFractionFunc([0.125], [4])(32, seed=seed_from_name("vol1.h5"))
+    expected = evaluate_fastmri(target, rss(ifft2c(kspace * mask), dim=1))
+    zf = next(r for r in rows if r["file"] == "vol1.h5" and r["method"] == "zero-filled")
+    assert float(zf["ssim"]) == pytest.approx(expected.ssim, abs=1e-6)
+    assert float(zf["psnr"]) == pytest.approx(expected.psnr, abs=1e-4)
+    # An untrained ViT model returns its zero-filled input exactly, so its scores match zero-filled.
+    model_row = next(r for r in rows if r["file"] == "vol1.h5" and r["method"] == name)
+    assert float(model_row["ssim"]) == pytest.approx(expected.ssim, abs=1e-5)
+
+
+def test_evaluate_cmrx_protocol(name: str, folder: Path) -> None:
+    from fastrecon.evaluation import evaluate_folder
+
+    recon = fastrecon.load(name, weights=None, device="cpu")
+    report = evaluate_folder(recon, folder, acceleration=4, center_fraction=0.125, protocol="cmrxrecon", show_progress=False)
+    assert report.protocol == "cmrxrecon-2023"
+    assert report.means["zero-filled"].count == 4  # 2 volumes x 2 images, scored per image
+
+
+def test_reconstruct_cli_fastmri_and_cmrx(name: str, folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rec" / "vol0_recon.h5"
+    assert main(["reconstruct", str(folder / "vol0.h5"), "--model", name, "--weights", "none", "--accel", "4",
+                 "--center-fraction", "0.125", "--out", str(out), "--device", "cpu"]) == 0
+    with h5py.File(out) as handle:
+        image = handle["reconstruction"][()]
+        assert handle.attrs["model"] == name
+    with h5py.File(folder / "vol0.h5") as handle:
+        kspace = torch.from_numpy(handle["kspace"][()])
+    mask = EquispacedMaskFractionFunc([0.125], [4])(32, seed=seed_from_name("vol0.h5"))
+    np.testing.assert_allclose(image, rss(ifft2c(kspace * mask), dim=1).numpy(), rtol=1e-5, atol=1e-6)
+
+    # CMRxRecon v7.3: already-undersampled `kspace_sub04` (MATLAB order kx, ky, kc, kz, t).
+    sim = simulate_cine((32, 32), frames=2, num_coils=4, seed=5)
+    cmrx_mask = np.zeros(32, dtype=bool)
+    cmrx_mask[::4] = True
+    cmrx_mask[12:20] = True
+    under = (sim.kspace.numpy() * cmrx_mask)  # (t, c, kx, ky)
+    matlab = under.transpose(2, 3, 1, 0)[:, :, :, None, :]  # (kx, ky, kc, kz=1, t)
+    mat = write_mat73(tmp_path / "cine_lax.mat", {"kspace_sub04": matlab.astype(np.complex64)})
+    out2 = tmp_path / "rec" / "cine.h5"
+    assert main(["reconstruct", str(mat), "--model", name, "--weights", "none", "--out", str(out2), "--device", "cpu"]) == 0
+    with h5py.File(out2) as handle:
+        np.testing.assert_allclose(handle["reconstruction"][()], rss(ifft2c(torch.from_numpy(under)), dim=1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_cli_list_info_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "clip-x8" in listed and "varnet-x10" in listed and "demo-x8" in listed
+    assert main(["info", "varnet-x8"]) == 0
+    info = capsys.readouterr().out
+    assert "29,936,966 trainable" in info and "not found" in info
+    assert main(["info", "clip-x88"]) == 2
+    assert "Did you mean" in capsys.readouterr().err
+    assert main(["reconstruct", "missing.h5", "--model", "varnet-x8", "--weights", "none", "--out", "x.h5"]) == 2
