@@ -26,4 +26,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'fastrecon' has no attribute {name!r}")
 
 
-__all__ = ["FastreconError", "ModelConfig", "Reconstructor", "__version__", "get_config", "list_models", "load", "register"]
+__all__ = [
+    "FastreconError",
+    "ModelConfig",
+    "Reconstructor",
+    "__version__",
+    "get_config",
+    "list_models",
+    "load",
+    "register",
+]

@@ -31,7 +31,9 @@ def array_kind(value: Any, what: str) -> ArrayKind:
         return "numpy"
     if type(value).__module__.split(".")[0] == "cupy":
         return "cupy"
-    raise InputTypeError(f"{what} is a {type(value).__module__}.{type(value).__name__}; expected a numpy array, torch tensor or CuPy array.")
+    raise InputTypeError(
+        f"{what} is a {type(value).__module__}.{type(value).__name__}; expected a numpy array, torch tensor or CuPy array."
+    )
 
 
 def to_torch(value: Any, what: str) -> tuple[torch.Tensor, Origin]:
@@ -42,7 +44,11 @@ def to_torch(value: Any, what: str) -> tuple[torch.Tensor, Origin]:
     elif kind == "numpy":
         if value.dtype.byteorder not in ("=", "|", "<"):
             value = value.astype(value.dtype.newbyteorder("="))
-        tensor = torch.from_numpy(np.ascontiguousarray(value)) if value.dtype != np.bool_ else torch.from_numpy(value.copy())
+        tensor = (
+            torch.from_numpy(np.ascontiguousarray(value))
+            if value.dtype != np.bool_
+            else torch.from_numpy(value.copy())
+        )
     else:
         tensor = torch.from_dlpack(value)
     return tensor, Origin(kind=kind, device=tensor.device)

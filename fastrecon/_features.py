@@ -68,7 +68,9 @@ def import_optional(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except Exception as exc:  # noqa: BLE001 - see docstring
-        raise MissingDependencyError(f"{name!r} is needed for this feature but could not be imported ({exc}). Install it with: {how}") from exc
+        raise MissingDependencyError(
+            f"{name!r} is needed for this feature but could not be imported ({exc}). Install it with: {how}"
+        ) from exc
 
 
 def requires_cuda(what: str) -> None:

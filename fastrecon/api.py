@@ -44,7 +44,9 @@ class Reconstructor:
     def __call__(self, kspace: Any, mask: Any = None, **kwargs: Any) -> Any:
         return self.reconstruct(kspace, mask, **kwargs)
 
-    def reconstruct(self, kspace: Any, mask: Any = None, *, return_complex: bool = False, batch_size: int | None = None) -> Any:
+    def reconstruct(
+        self, kspace: Any, mask: Any = None, *, return_complex: bool = False, batch_size: int | None = None
+    ) -> Any:
         """Reconstruct undersampled multicoil k-space.
 
         Args:
@@ -71,10 +73,14 @@ class Reconstructor:
             tensor = tensor.unsqueeze(0)
         num, coils, height, width = tensor.shape
         if min(num, coils, height, width) == 0:
-            raise InputError(f"k-space shape (N, C, H, W) = {tuple(tensor.shape)} has an empty dimension; expected at least one coil and a non-empty matrix.")
+            raise InputError(
+                f"k-space shape (N, C, H, W) = {tuple(tensor.shape)} has an empty dimension; expected at least one coil and a non-empty matrix."
+            )
         contract = self.config.contract
         if not contract.min_coils <= coils <= contract.max_coils:
-            raise InputError(f"k-space has {coils} coils; {self.config.name} accepts {contract.min_coils}..{contract.max_coils}.")
+            raise InputError(
+                f"k-space has {coils} coils; {self.config.name} accepts {contract.min_coils}..{contract.max_coils}."
+            )
         check_finite(tensor, "k-space")
         tensor = tensor.to(self.device)
         if mask is None:
@@ -85,9 +91,15 @@ class Reconstructor:
             if mask_t.is_complex():
                 raise InputError(f"mask has complex dtype {mask_t.dtype}; expected bool or 0/1 numbers.")
             if mask_t.ndim not in (1, 2):
-                raise InputError(f"mask has shape {tuple(mask_t.shape)}; expected (W,) = ({width},) or (H, W) = ({height}, {width}).")
+                raise InputError(
+                    f"mask has shape {tuple(mask_t.shape)}; expected (W,) = ({width},) or (H, W) = ({height}, {width})."
+                )
             mask_t = broadcast_mask(mask_t, tensor.shape).reshape(mask_t.shape)
-            tensor = torch.where(broadcast_mask(mask_t, tensor.shape), tensor, torch.zeros((), dtype=tensor.dtype, device=tensor.device))
+            tensor = torch.where(
+                broadcast_mask(mask_t, tensor.shape),
+                tensor,
+                torch.zeros((), dtype=tensor.dtype, device=tensor.device),
+            )
         if not bool(tensor.ne(0).any()):
             raise InputError("k-space is all zeros (after masking); there is nothing to reconstruct.")
         acs_bounds(mask_t, min_lines=contract.min_acs_lines)
@@ -115,7 +127,9 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError(f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here.")
+        raise BackendUnavailableError(
+            f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here."
+        )
     return resolved
 
 
@@ -166,7 +180,9 @@ def load(
     if backend not in BACKENDS:
         raise UnknownNameError(f"unknown backend {backend!r}. {close_matches(str(backend), list(BACKENDS))}")
     if precision not in PRECISIONS:
-        raise UnknownNameError(f"unknown precision {precision!r}. {close_matches(str(precision), list(PRECISIONS))}")
+        raise UnknownNameError(
+            f"unknown precision {precision!r}. {close_matches(str(precision), list(PRECISIONS))}"
+        )
     resolved = _resolve_device(device)
     path_like = Path(name)
     if isinstance(name, os.PathLike) or (str(name).endswith(".safetensors") and path_like.is_file()):
@@ -177,11 +193,15 @@ def load(
         location = _weights.locate_weights(config, weights)
         state = None
     # The random-weights warning comes once, from locate_weights; a checkpoint carries its own encoder.
-    model = build_model(config, encoder_weights=str(encoder_weights) if encoder_weights else None, warn_random_encoder=False)
+    model = build_model(
+        config, encoder_weights=str(encoder_weights) if encoder_weights else None, warn_random_encoder=False
+    )
     if location is not None and location.path is not None:
         if state is None and location.kind == "fastmri":
             if config.family != "varnet":
-                raise _weights.WeightsError(f"{str(location.path)!r} looks like a fastMRI state dict, which only fits varnet-* models, not {config.name!r}.")
+                raise _weights.WeightsError(
+                    f"{str(location.path)!r} looks like a fastMRI state dict, which only fits varnet-* models, not {config.name!r}."
+                )
             state = _weights.read_fastmri_state_dict(location.path)
         elif state is None:
             _weights.verify_sha256(config, location.path)

@@ -37,15 +37,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"description:  {config.description}")
     print(f"cascades:     {config.num_cascades}")
     c = config.contract
-    print(f"input:        x{c.acceleration} {c.mask_type} mask, {c.acs_lines} ACS lines (>= {c.min_acs_lines}), {c.min_coils}..{c.max_coils} coils")
+    print(
+        f"input:        x{c.acceleration} {c.mask_type} mask, {c.acs_lines} ACS lines (>= {c.min_acs_lines}), {c.min_coils}..{c.max_coils} coils"
+    )
     if config.encoder is not None:
         e = config.encoder
-        print(f"encoder:      {e.kind} ({e.source} {e.arch}, patch {e.patch_size}, {e.img_size}px, blocks 0..{e.num_blocks - 1}, frozen)")
-        print(f"              pretrained: {e.pretrained or 'none (random initialisation)'}; licence: {e.licence}")
+        print(
+            f"encoder:      {e.kind} ({e.source} {e.arch}, patch {e.patch_size}, {e.img_size}px, blocks 0..{e.num_blocks - 1}, frozen)"
+        )
+        print(
+            f"              pretrained: {e.pretrained or 'none (random initialisation)'}; licence: {e.licence}"
+        )
     if config.decoder is not None:
-        print(f"decoder:      channels {config.decoder.channels}, skips from layers {config.decoder.skip_layers}")
+        print(
+            f"decoder:      channels {config.decoder.channels}, skips from layers {config.decoder.skip_layers}"
+        )
     torch.manual_seed(0)
-    model = build_model(config)
+    model = build_model(config, warn_random_encoder=False)  # counts only
     trainable = _count(p for p in model.parameters() if p.requires_grad)
     frozen = _count(p for p in model.parameters() if not p.requires_grad)
     print(f"parameters:   {trainable:,} trainable, {frozen:,} frozen, {trainable + frozen:,} total")
@@ -63,7 +71,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fastrecon.demo import main as demo_main
 
-    return demo_main(args.out, args.seed, args.device)
+    return demo_main(args.out, args.seed, args.device, args.source)
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -78,8 +86,13 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
     recon = _load(args)
     out = reconstruct_file(
-        recon, args.input, args.out, acceleration=args.accel, center_fraction=args.center_fraction,
-        mask_type=args.mask_type, key=args.key,
+        recon,
+        args.input,
+        args.out,
+        acceleration=args.accel,
+        center_fraction=args.center_fraction,
+        mask_type=args.mask_type,
+        key=args.key,
     )
     print(f"wrote {out}")
     return 0
@@ -90,8 +103,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     recon = _load(args)
     report = evaluate_folder(
-        recon, args.data, acceleration=args.accel, center_fraction=args.center_fraction, mask_type=args.mask_type,
-        protocol=args.protocol, limit_files=args.limit_files,
+        recon,
+        args.data,
+        acceleration=args.accel,
+        center_fraction=args.center_fraction,
+        mask_type=args.mask_type,
+        protocol=args.protocol,
+        limit_files=args.limit_files,
     )
     print(report.table())
     csv_path, json_path = report.write(args.out)
@@ -116,22 +134,32 @@ def _add_mask_args(parser: argparse.ArgumentParser, accel_required: bool) -> Non
     parser.add_argument("--accel", type=float, required=accel_required, default=None, help="acceleration R")
     parser.add_argument("--center-fraction", type=float, default=0.08)
     parser.add_argument(
-        "--mask-type", default="equispaced_fraction", help="random | equispaced | equispaced_fraction | cmrx_uniform"
+        "--mask-type",
+        default="equispaced_fraction",
+        help="random | equispaced | equispaced_fraction | cmrx_uniform",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastrecon", description="Fast accelerated multicoil MRI reconstruction.")
+    parser = argparse.ArgumentParser(
+        prog="fastrecon", description="Fast accelerated multicoil MRI reconstruction."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the registered models").set_defaults(func=_cmd_list)
     info = sub.add_parser("info", help="config, parameter counts and weights status of a model")
     info.add_argument("name")
     info.set_defaults(func=_cmd_info)
 
-    demo = sub.add_parser("demo", help="reconstruct a simulated x8 slice with the bundled demo model, write a PNG")
+    demo = sub.add_parser(
+        "demo", help="reconstruct a simulated x8 slice with the bundled demo model, write a PNG"
+    )
     demo.add_argument("--out", default="fastrecon-demo.png")
     demo.add_argument("--seed", type=int, default=1234)
     demo.add_argument("--device", default=None)
+    demo.add_argument(
+        "--source", default="cardiac", choices=["cardiac", "mr", "shepp-logan"],
+        help="cardiac-like phantom (what demo-x8 was trained on), a real MR image (pydicom), or Shepp-Logan",
+    )  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
     rec = sub.add_parser("reconstruct", help="reconstruct a fastMRI .h5 or CMRxRecon .mat file into an .h5")
@@ -144,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="SSIM/PSNR/NMSE of a model and of zero-filled input on a folder")
     ev.add_argument("--data", required=True)
-    ev.add_argument("--protocol", default="fastmri", help="fastmri | cmrxrecon (2023) | cmrxrecon-2024 | cmrxrecon-2025")
+    ev.add_argument(
+        "--protocol", default="fastmri", help="fastmri | cmrxrecon (2023) | cmrxrecon-2024 | cmrxrecon-2025"
+    )
     ev.add_argument("--out", default="evaluation", help="writes <out>.csv and <out>.json")
     ev.add_argument("--limit-files", type=int, default=None)
     _add_model_args(ev)

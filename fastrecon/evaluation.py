@@ -114,22 +114,34 @@ def evaluate_folder(
     mask_func = mask_func or create_mask_for_mask_type(mask_type, [center_fraction], [acceleration])
     dataset = SliceDataset(data, mask_func)
     settings = {
-        "data": str(data), "acceleration": acceleration, "center_fraction": center_fraction, "mask_type": mask_type,
-        "weights": str(getattr(recon, "weights_path", None)), "backend": getattr(recon, "backend", "eager"),
-        "device": str(getattr(recon, "device", "cpu")), "torch": torch.__version__,
+        "data": str(data),
+        "acceleration": acceleration,
+        "center_fraction": center_fraction,
+        "mask_type": mask_type,
+        "weights": str(getattr(recon, "weights_path", None)),
+        "backend": getattr(recon, "backend", "eager"),
+        "device": str(getattr(recon, "device", "cpu")),
+        "torch": torch.__version__,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     report = EvaluationReport(protocol=resolved, model=recon.config.name, settings=settings)
     per_method: dict[str, list[MetricResult]] = {"zero-filled": [], recon.config.name: []}
     total = len(dataset.entries) if limit_files is None else min(limit_files, len(dataset.entries))
-    for slices in tqdm(_volumes(dataset, limit_files), total=total, desc="evaluate", disable=not show_progress):
+    for slices in tqdm(
+        _volumes(dataset, limit_files), total=total, desc="evaluate", disable=not show_progress
+    ):
         name = slices[0].fname
         if not all(s.has_target for s in slices):
-            raise InputError(f"{name} is already undersampled and has no fully sampled reference to score against.")
+            raise InputError(
+                f"{name} is already undersampled and has no fully sampled reference to score against."
+            )
         kspace = torch.stack([s.masked_kspace for s in slices])
         mask = slices[0].mask
         target = torch.stack([s.target for s in slices])
-        images = {"zero-filled": rss(ifft2c(kspace), dim=1), recon.config.name: recon.reconstruct(kspace, mask)}
+        images = {
+            "zero-filled": rss(ifft2c(kspace), dim=1),
+            recon.config.name: recon.reconstruct(kspace, mask),
+        }
         for method, image in images.items():
             result = evaluate(target, image, resolved)
             per_method[method].append(result)

@@ -36,7 +36,9 @@ def reconstruct_file(
     elif path.suffix == ".mat":
         kspace = torch.from_numpy(read_cmrxrecon(path, key).kspace)
     else:
-        raise DataFormatError(f"{str(path)!r}: expected a fastMRI .h5 or a CMRxRecon .mat file (suffix {path.suffix!r}).")
+        raise DataFormatError(
+            f"{str(path)!r}: expected a fastMRI .h5 or a CMRxRecon .mat file (suffix {path.suffix!r})."
+        )
     if acceleration is not None:
         func = create_mask_for_mask_type(mask_type, [center_fraction], [acceleration])
         mask = func(kspace.shape[-1], seed=seed_from_name(path.name))

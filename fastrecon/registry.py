@@ -256,10 +256,10 @@ _register_zoo()
 # Small, CPU-friendly, trained here on simulated cardiac-like phantoms (its encoder is NOT pretrained).
 # Reproduce the bundled checkpoint with the command in DEMO_TRAIN_COMMAND.
 DEMO_TRAIN_COMMAND = (
-    "fastrecon train --model demo-x8 --data simulated --sim-train 256 --sim-val 32 --epochs 6 "
-    "--lr-step-epochs 5 --patience 3 --batch-size 4 --storage-dtype float16 --seed 0 --out fastrecon/zoo/demo-x8.safetensors"
+    "fastrecon train --model demo-x8 --data simulated --sim-train 400 --sim-val 32 --epochs 5 "
+    "--lr-step-epochs 4 --patience 3 --batch-size 4 --storage-dtype float16 --seed 0 --out fastrecon/zoo/demo-x8.safetensors"
 )
-DEMO_SHA256: str | None = None
+DEMO_SHA256: str | None = "661857371b11e4baef3d9624f58b3dab881a24300b6df52e7e714120eedf15f9"
 
 register(
     ModelConfig(

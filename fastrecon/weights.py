@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -95,30 +96,38 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str
     return config, tensors
 
 
+def state_dict_mismatch(state: Mapping[str, torch.Tensor], model: nn.Module) -> str | None:
+    """How ``state`` fails to fit ``model`` (missing / unexpected keys, wrong shapes), or None if it fits."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+
+    def listing(items: list[str]) -> str:
+        more = f", ... ({len(items) - 5} more)" if len(items) > 5 else ""
+        return "[" + ", ".join(repr(item) for item in items[:5]) + more + "]"
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys {listing(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys {listing(unexpected)}")
+    if wrong_shape:
+        parts.append(f"{len(wrong_shape)} shape mismatches {listing(wrong_shape)}")
+    return "; ".join(parts) or None
+
+
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model``; mismatched keys or shapes raise :class:`WeightsError` naming them."""
+    problem = state_dict_mismatch(state, model)
+    if problem:
+        raise WeightsError(f"weights from {source} do not fit the model ({problem}).")
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = [
-        f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
-        for key in expected
-        if key in state and state[key].shape != expected[key].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        def first(items: list[str]) -> str:
-            return ", ".join(items[:5]) + (f" ... ({len(items)} in all)" if len(items) > 5 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {first(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {first(unexpected)}")
-        if wrong_shape:
-            parts.append(f"wrong shapes: {first(wrong_shape)}")
-        raise WeightsError(f"weights from {source} do not fit the model ({'; '.join(parts)}).")
-    cast = {key: value.to(expected[key].dtype) for key, value in state.items()}
-    model.load_state_dict(cast, strict=True)
+    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in state.items()}, strict=True)
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,9 @@ def locate_weights(config: ModelConfig, weights: WeightsArg) -> WeightsLocation:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist.")
-    kind: Literal["fastrecon", "fastmri"] = "fastmri" if path.suffix in (".pt", ".pth", ".ckpt") else "fastrecon"
+    kind: Literal["fastrecon", "fastmri"] = (
+        "fastmri" if path.suffix in (".pt", ".pth", ".ckpt") else "fastrecon"
+    )
     return WeightsLocation(path=path, kind=kind)
 
 

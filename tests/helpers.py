@@ -18,7 +18,15 @@ from fastrecon.registry import (
 )
 
 
-def masked_kspace(num: int = 1, coils: int = 4, height: int = 32, width: int = 24, accel: int = 4, acs: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_kspace(
+    num: int = 1,
+    coils: int = 4,
+    height: int = 32,
+    width: int = 24,
+    accel: int = 4,
+    acs: int = 6,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Smooth random images, random coil maps, a column mask (every accel-th line + ACS); (k0, mask)."""
     gen = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")

@@ -8,7 +8,13 @@ import torch
 
 import fastrecon
 from fastrecon import register
-from fastrecon.errors import BackendUnavailableError, InputError, InputTypeError, UnknownNameError, WeightsError
+from fastrecon.errors import (
+    BackendUnavailableError,
+    InputError,
+    InputTypeError,
+    UnknownNameError,
+    WeightsError,
+)
 from fastrecon.models import build_model
 from fastrecon.physics import ifft2c, rss
 from fastrecon.registry import _REGISTRY
@@ -154,7 +160,9 @@ def test_checkpoint_round_trip(tiny_names: list[str], tmp_path, monkeypatch) -> 
         expected = model.eval()(k, mask)
     # By path (config read from the file), by name + weights=path, and by name via $FASTRECON_HOME.
     torch.testing.assert_close(fastrecon.load(path).reconstruct(k), expected, rtol=0, atol=0)
-    torch.testing.assert_close(fastrecon.load(config.name, weights=path).reconstruct(k), expected, rtol=0, atol=0)
+    torch.testing.assert_close(
+        fastrecon.load(config.name, weights=path).reconstruct(k), expected, rtol=0, atol=0
+    )
     monkeypatch.setenv("FASTRECON_HOME", str(tmp_path))
     recon = fastrecon.load(config.name)
     assert recon.weights_path == path

@@ -42,10 +42,27 @@ def folder(tmp_path: Path) -> Path:
 
 def test_evaluate_cli_table_csv_json(name: str, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = folder / "results" / "eval"
-    code = main([
-        "evaluate", "--model", name, "--weights", "none", "--data", str(folder), "--accel", "4",
-        "--center-fraction", "0.125", "--protocol", "fastmri", "--out", str(out), "--device", "cpu",
-    ])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            name,
+            "--weights",
+            "none",
+            "--data",
+            str(folder),
+            "--accel",
+            "4",
+            "--center-fraction",
+            "0.125",
+            "--protocol",
+            "fastmri",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "zero-filled" in printed and name in printed and "protocol fastmri" in printed
@@ -73,15 +90,36 @@ def test_evaluate_cmrx_protocol(name: str, folder: Path) -> None:
     from fastrecon.evaluation import evaluate_folder
 
     recon = fastrecon.load(name, weights=None, device="cpu")
-    report = evaluate_folder(recon, folder, acceleration=4, center_fraction=0.125, protocol="cmrxrecon", show_progress=False)
+    report = evaluate_folder(
+        recon, folder, acceleration=4, center_fraction=0.125, protocol="cmrxrecon", show_progress=False
+    )
     assert report.protocol == "cmrxrecon-2023"
     assert report.means["zero-filled"].count == 4  # 2 volumes x 2 images, scored per image
 
 
 def test_reconstruct_cli_fastmri_and_cmrx(name: str, folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "rec" / "vol0_recon.h5"
-    assert main(["reconstruct", str(folder / "vol0.h5"), "--model", name, "--weights", "none", "--accel", "4",
-                 "--center-fraction", "0.125", "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(folder / "vol0.h5"),
+                "--model",
+                name,
+                "--weights",
+                "none",
+                "--accel",
+                "4",
+                "--center-fraction",
+                "0.125",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with h5py.File(out) as handle:
         image = handle["reconstruction"][()]
         assert handle.attrs["model"] == name
@@ -95,13 +133,34 @@ def test_reconstruct_cli_fastmri_and_cmrx(name: str, folder: Path, tmp_path: Pat
     cmrx_mask = np.zeros(32, dtype=bool)
     cmrx_mask[::4] = True
     cmrx_mask[12:20] = True
-    under = (sim.kspace.numpy() * cmrx_mask)  # (t, c, kx, ky)
+    under = sim.kspace.numpy() * cmrx_mask  # (t, c, kx, ky)
     matlab = under.transpose(2, 3, 1, 0)[:, :, :, None, :]  # (kx, ky, kc, kz=1, t)
     mat = write_mat73(tmp_path / "cine_lax.mat", {"kspace_sub04": matlab.astype(np.complex64)})
     out2 = tmp_path / "rec" / "cine.h5"
-    assert main(["reconstruct", str(mat), "--model", name, "--weights", "none", "--out", str(out2), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(mat),
+                "--model",
+                name,
+                "--weights",
+                "none",
+                "--out",
+                str(out2),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with h5py.File(out2) as handle:
-        np.testing.assert_allclose(handle["reconstruction"][()], rss(ifft2c(torch.from_numpy(under)), dim=1).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            handle["reconstruction"][()],
+            rss(ifft2c(torch.from_numpy(under)), dim=1).numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_cli_list_info_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,4 +172,6 @@ def test_cli_list_info_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "29,936,966 trainable" in info and "not found" in info
     assert main(["info", "clip-x88"]) == 2
     assert "Did you mean" in capsys.readouterr().err
-    assert main(["reconstruct", "missing.h5", "--model", "varnet-x8", "--weights", "none", "--out", "x.h5"]) == 2
+    assert (
+        main(["reconstruct", "missing.h5", "--model", "varnet-x8", "--weights", "none", "--out", "x.h5"]) == 2
+    )

@@ -8,9 +8,7 @@ import fastrecon
 from fastrecon.errors import FastreconError, UnknownNameError
 from fastrecon.registry import ModelConfig, get_config
 
-REQUIRED = [
-    f"{kind}-x{accel}" for kind in ("clip", "dinov2", "biomedclip", "varnet") for accel in (4, 8, 10)
-]
+REQUIRED = [f"{kind}-x{accel}" for kind in ("clip", "dinov2", "biomedclip", "varnet") for accel in (4, 8, 10)]
 
 
 def test_required_names_registered() -> None:

@@ -23,7 +23,7 @@ from fastrecon.errors import InputError
 from fastrecon.physics.coils import rss
 from fastrecon.physics.fft import fft2c, ifft2c
 
-ImageSource = Literal["cardiac", "shepp-logan"]
+ImageSource = Literal["cardiac", "shepp-logan", "mr"]
 
 
 @dataclass
@@ -130,6 +130,30 @@ def cardiac_phantom(size: tuple[int, int] = (128, 128), frames: int = 12, seed: 
     return torch.from_numpy(np.clip(out, 0.0, 1.0))
 
 
+def _resize_unit(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (antialiased) resize of a 2-D image to ``size``, scaled into [0, 1]."""
+    image = F.interpolate(image[None, None], size=size, mode="bilinear", align_corners=False, antialias=True)[
+        0, 0
+    ]
+    image = image.clamp_min(0)
+    return (image / image.max().clamp_min(1e-12)).contiguous()
+
+
+def mr_image(size: tuple[int, int] = (128, 128)) -> torch.Tensor:
+    """A real MR magnitude image: pydicom's ``MR_small.dcm`` (64x64, shipped inside the pydicom wheel,
+    no download), resized to ``(H, W)`` float32 in [0, 1]. Needs pydicom (in the ``dev`` extra)."""
+    height, width = _check_size(size)
+    import_optional("pydicom")
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("MR_small.dcm", download=False)
+    if path is None:
+        raise InputError("pydicom's bundled test file MR_small.dcm is missing from this installation.")
+    pixels = np.asarray(dcmread(path).pixel_array, dtype=np.float32)
+    return _resize_unit(torch.from_numpy(pixels), (height, width))
+
+
 def shepp_logan_image(size: tuple[int, int] = (128, 128)) -> torch.Tensor:
     """scikit-image's Shepp-Logan head phantom (shipped inside its wheel, no download) as ``(H, W)`` float32 in [0, 1].
 
@@ -139,11 +163,9 @@ def shepp_logan_image(size: tuple[int, int] = (128, 128)) -> torch.Tensor:
     """
     height, width = _check_size(size)
     data = import_optional("skimage.data")
-    image = torch.from_numpy(np.asarray(data.shepp_logan_phantom(), dtype=np.float32))[None, None]
-    image = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=True)[
-        0, 0
-    ]
-    return (image.clamp_min(0) / image.max().clamp_min(1e-12)).contiguous()
+    return _resize_unit(
+        torch.from_numpy(np.asarray(data.shepp_logan_phantom(), dtype=np.float32)), (height, width)
+    )
 
 
 def smooth_phase(
@@ -295,7 +317,8 @@ def simulate_slice(
     """One simulated slice: ``kspace (1, C, H, W)``, ``target (1, H, W)``.
 
     ``source="cardiac"`` takes a random frame of :func:`cardiac_phantom` (seeded);
-    ``"shepp-logan"`` uses :func:`shepp_logan_image` (needs scikit-image).
+    ``"shepp-logan"`` uses :func:`shepp_logan_image` (needs scikit-image); ``"mr"`` a real MR image,
+    :func:`mr_image` (needs pydicom).
     """
     if source == "cardiac":
         frames = 12
@@ -303,6 +326,8 @@ def simulate_slice(
         magnitude = cardiac_phantom(size, frames, seed=seed)[frame : frame + 1]
     elif source == "shepp-logan":
         magnitude = shepp_logan_image(size)[None]
+    elif source == "mr":
+        magnitude = mr_image(size)[None]
     else:
-        raise InputError(f"unknown image source {source!r}; choose 'cardiac' or 'shepp-logan'.")
+        raise InputError(f"unknown image source {source!r}; choose 'cardiac', 'shepp-logan' or 'mr'.")
     return _simulate(magnitude, num_coils, snr_db, seed, phase)

@@ -9,7 +9,9 @@ if TYPE_CHECKING:
     from fastrecon.registry import ModelConfig
 
 
-def build_model(config: ModelConfig, *, encoder_weights: str | None = None, warn_random_encoder: bool = True) -> UnrolledNet:
+def build_model(
+    config: ModelConfig, *, encoder_weights: str | None = None, warn_random_encoder: bool = True
+) -> UnrolledNet:
     """Build the (randomly initialised) model a config describes.
 
     ``encoder_weights`` is a local open_clip/timm checkpoint for the frozen encoder of the ViT-prior

@@ -129,23 +129,11 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -
     The message names the missing and unexpected keys, the shape mismatches and, for VarNet
     checkpoints, the constructor arguments the checkpoint implies.
     """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
-    ]
-    if not (missing or unexpected or mismatched):
+    from fastrecon.weights import state_dict_mismatch
+
+    problem = state_dict_mismatch(state_dict, model)
+    if problem is None:
         return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys {_listing(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys {_listing(unexpected)}")
-    if mismatched:
-        parts.append(f"{len(mismatched)} shape mismatches {_listing(mismatched)}")
     hint = ""
     try:
         implied = infer_varnet_kwargs(state_dict)
@@ -155,7 +143,7 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -
         args = ", ".join(f"{k}={v}" for k, v in implied.items())
         hint = f" The checkpoint looks like VarNet({args})."
     raise WeightsError(
-        f"the state dict does not match the {type(model).__name__} it is loaded into: {'; '.join(parts)}.{hint}"
+        f"the state dict does not match the {type(model).__name__} it is loaded into: {problem}.{hint}"
     )
 
 

@@ -107,7 +107,9 @@ class UnrolledNet(nn.Module):
         for module in self.cascades:
             cascade = cast(Cascade, module)
             correction = cascade.correction(image, shared)
-            kspace, image = self.dc_ops.cascade_step(kspace, kspace0, mask, cascade.dc_weight, sens, correction)
+            kspace, image = self.dc_ops.cascade_step(
+                kspace, kspace0, mask, cascade.dc_weight, sens, correction
+            )
         return UnrolledOutput(kspace=kspace, sens=sens)
 
     def forward(self, kspace0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

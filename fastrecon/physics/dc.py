@@ -16,23 +16,33 @@ def broadcast_mask(mask: torch.Tensor, kspace_shape: torch.Size | tuple[int, ...
     height, width = kspace_shape[-2], kspace_shape[-1]
     if mask.ndim == 1:
         if mask.shape[0] != width:
-            raise InputError(f"1-D mask has {mask.shape[0]} entries; expected one per phase-encode column (W={width}).")
+            raise InputError(
+                f"1-D mask has {mask.shape[0]} entries; expected one per phase-encode column (W={width})."
+            )
         mask = mask.reshape(1, 1, 1, width)
     elif mask.ndim == 2:
         if tuple(mask.shape) != (height, width):
-            raise InputError(f"2-D mask has shape {tuple(mask.shape)}; expected (H, W) = ({height}, {width}).")
+            raise InputError(
+                f"2-D mask has shape {tuple(mask.shape)}; expected (H, W) = ({height}, {width})."
+            )
         mask = mask.reshape(1, 1, height, width)
     elif mask.ndim == 4:
         try:
             torch.broadcast_shapes(mask.shape, tuple(kspace_shape))
         except RuntimeError:
-            raise InputError(f"4-D mask of shape {tuple(mask.shape)} does not broadcast to k-space {tuple(kspace_shape)}.") from None
+            raise InputError(
+                f"4-D mask of shape {tuple(mask.shape)} does not broadcast to k-space {tuple(kspace_shape)}."
+            ) from None
     else:
-        raise InputError(f"mask has {mask.ndim} dimensions {tuple(mask.shape)}; expected (W,), (H, W) or 4-D broadcastable to (N, C, H, W).")
+        raise InputError(
+            f"mask has {mask.ndim} dimensions {tuple(mask.shape)}; expected (W,), (H, W) or 4-D broadcastable to (N, C, H, W)."
+        )
     return mask if mask.dtype == torch.bool else mask != 0
 
 
-def soft_dc(kspace: torch.Tensor, kspace0: torch.Tensor, mask: torch.Tensor, dc_weight: torch.Tensor | float) -> torch.Tensor:
+def soft_dc(
+    kspace: torch.Tensor, kspace0: torch.Tensor, mask: torch.Tensor, dc_weight: torch.Tensor | float
+) -> torch.Tensor:
     """``k - dc_weight * M (k - k0)``: the learned soft data-consistency step of E2E-VarNet."""
     mask = broadcast_mask(mask, kspace.shape)
     zero = torch.zeros((), dtype=kspace.dtype, device=kspace.device)

@@ -122,7 +122,11 @@ def _run_epoch(
     training = optimizer is not None
     model.train(training)
     total, count = 0.0, 0
-    steps = len(loader) if settings.max_steps_per_epoch is None else min(len(loader), settings.max_steps_per_epoch)
+    steps = (
+        len(loader)
+        if settings.max_steps_per_epoch is None
+        else min(len(loader), settings.max_steps_per_epoch)
+    )
     autocast = settings.amp and device.type == "cuda"
     with torch.set_grad_enabled(training), tqdm(total=steps, desc=desc, disable=not show, leave=False) as bar:
         for step, batch in enumerate(loader):
@@ -133,7 +137,9 @@ def _run_epoch(
                 output = model(kspace, mask)
             loss = loss_fn(output.float(), target, data_range)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower the learning rate.")
+                raise FloatingPointError(
+                    f"{desc}: loss became {loss.item()} at step {step}; lower the learning rate."
+                )
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -164,14 +170,19 @@ def train(
     """
     settings = settings or TrainSettings()
     out = Path(out)
-    if len(train_data) == 0 or len(val_data) == 0:  # type: ignore[arg-type]
-        raise InputError(f"training needs non-empty train and validation sets (got {len(train_data)} and {len(val_data)} items).")  # type: ignore[arg-type]
+    sizes = (len(train_data), len(val_data))  # type: ignore[arg-type]
+    if min(sizes) == 0:
+        raise InputError(
+            f"training needs non-empty train and validation sets (got {sizes[0]} and {sizes[1]} items)."
+        )
     env = _Distributed(device)
     torch.manual_seed(settings.seed)
     model: UnrolledNet = build_model(config, encoder_weights=encoder_weights).to(env.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma
+    )
     start_epoch, best_val, best_epoch, bad_epochs = 0, math.inf, -1, 0
     history: list[dict[str, float]] = []
     best_state: dict[str, torch.Tensor] | None = None
@@ -179,11 +190,18 @@ def train(
     if resume and state_path.is_file():
         saved = torch.load(str(state_path), map_location="cpu", weights_only=True)
         if saved.get("config") != config.to_json():
-            raise WeightsError(f"{state_path} belongs to a different model config; delete it or pass resume=False.")
+            raise WeightsError(
+                f"{state_path} belongs to a different model config; delete it or pass resume=False."
+            )
         load_state_dict_strict(model, saved["model"], str(state_path))
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        start_epoch, best_val, best_epoch, bad_epochs = saved["epoch"], saved["best_val"], saved["best_epoch"], saved["bad_epochs"]
+        start_epoch, best_val, best_epoch, bad_epochs = (
+            saved["epoch"],
+            saved["best_val"],
+            saved["best_epoch"],
+            saved["bad_epochs"],
+        )
         history = saved["history"]
         best_state = saved["best_model"]
         if env.main and show_progress:
@@ -191,15 +209,26 @@ def train(
 
     net: nn.Module = model
     if env.world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-    train_sampler = DistributedSampler(train_data, shuffle=True, seed=settings.seed) if env.world > 1 else None  # type: ignore[arg-type]
-    val_sampler = DistributedSampler(val_data, shuffle=False) if env.world > 1 else None  # type: ignore[arg-type]
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+    train_sampler: DistributedSampler[SliceSample] | None = None
+    val_sampler: DistributedSampler[SliceSample] | None = None
+    if env.world > 1:
+        train_sampler = DistributedSampler(train_data, shuffle=True, seed=settings.seed)
+        val_sampler = DistributedSampler(val_data, shuffle=False)
     generator = torch.Generator().manual_seed(settings.seed)
     train_loader = DataLoader(
-        train_data, batch_size=settings.batch_size, shuffle=train_sampler is None, sampler=train_sampler,
-        num_workers=settings.num_workers, generator=generator,
+        train_data,
+        batch_size=settings.batch_size,
+        shuffle=train_sampler is None,
+        sampler=train_sampler,
+        num_workers=settings.num_workers,
+        generator=generator,
     )
-    val_loader = DataLoader(val_data, batch_size=settings.batch_size, sampler=val_sampler, num_workers=settings.num_workers)
+    val_loader = DataLoader(
+        val_data, batch_size=settings.batch_size, sampler=val_sampler, num_workers=settings.num_workers
+    )
     loss_fn = SSIMLoss().to(env.device)
     stopped_early = False
     show = env.main and show_progress
@@ -207,23 +236,46 @@ def train(
         if train_sampler is not None:
             train_sampler.set_epoch(epoch)
         began = time.perf_counter()
-        train_loss = env.mean(_run_epoch(net, train_loader, loss_fn, env.device, optimizer, settings, f"epoch {epoch + 1} train", show))
-        val_loss = env.mean(_run_epoch(net, val_loader, loss_fn, env.device, None, settings, f"epoch {epoch + 1} val", show))
+        train_loss = env.mean(
+            _run_epoch(
+                net, train_loader, loss_fn, env.device, optimizer, settings, f"epoch {epoch + 1} train", show
+            )
+        )
+        val_loss = env.mean(
+            _run_epoch(net, val_loader, loss_fn, env.device, None, settings, f"epoch {epoch + 1} val", show)
+        )
         scheduler.step()
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - began})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - began,
+            }
+        )
         if val_loss < best_val:
             best_val, best_epoch, bad_epochs = val_loss, epoch + 1, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
         if show:
-            print(f"epoch {epoch + 1}/{settings.epochs}: train SSIM loss {train_loss:.4f}, val {val_loss:.4f} (best {best_val:.4f} at epoch {best_epoch})")
+            print(
+                f"epoch {epoch + 1}/{settings.epochs}: train SSIM loss {train_loss:.4f}, val {val_loss:.4f} (best {best_val:.4f} at epoch {best_epoch})"
+            )
         if env.main:
             torch.save(
                 {
-                    "config": config.to_json(), "model": model.state_dict(), "best_model": best_state,
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                    "best_val": best_val, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "history": history,
+                    "config": config.to_json(),
+                    "model": model.state_dict(),
+                    "best_model": best_state,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch + 1,
+                    "best_val": best_val,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "history": history,
                 },
                 str(state_path),
             )
@@ -237,8 +289,19 @@ def train(
         if best_state is None:
             raise WeightsError("training ran no epoch (epochs already done?); nothing to save.")
         model.load_state_dict(best_state)
-        meta = {"training": json.dumps({"settings": dataclasses.asdict(settings), "history": history, "best_epoch": best_epoch})}
+        meta = {
+            "training": json.dumps(
+                {"settings": dataclasses.asdict(settings), "history": history, "best_epoch": best_epoch}
+            )
+        }
         dtype = getattr(torch, settings.storage_dtype) if settings.storage_dtype else None
         digest = save_checkpoint(model, config, out, dtype=dtype, metadata=meta)
     env.close()
-    return TrainResult(checkpoint=out, sha256=digest, best_epoch=best_epoch, best_val_loss=best_val, history=history, stopped_early=stopped_early)
+    return TrainResult(
+        checkpoint=out,
+        sha256=digest,
+        best_epoch=best_epoch,
+        best_val_loss=best_val,
+        history=history,
+        stopped_early=stopped_early,
+    )

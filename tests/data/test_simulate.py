@@ -104,6 +104,19 @@ def test_shepp_logan_source() -> None:
     assert sim.kspace.shape == (1, 4, 64, 48)
 
 
+def test_real_mr_source() -> None:
+    from fastrecon.data.simulate import mr_image
+
+    image = mr_image((96, 80))
+    assert image.shape == (96, 80) and float(image.max()) == pytest.approx(1.0) and float(image.min()) >= 0
+    # A real MR slice: many grey levels (not a flat or piecewise-constant phantom).
+    assert len(torch.unique((image * 20).round())) > 15
+    assert 0.05 < float(image.std()) < 0.5
+    sim = simulate_slice((96, 80), 6, source="mr", seed=1, snr_db=None)
+    assert sim.kspace.shape == (1, 6, 96, 80)
+    torch.testing.assert_close(sim.target[0], image, rtol=0, atol=1e-4)  # RSS-normalised maps, no noise
+
+
 def test_simulation_uses_fastrecon_fft() -> None:
     image = torch.zeros(1, 16, 16, dtype=torch.complex64)
     image[0, 8, 8] = 1.0  # a centred point: flat k-space

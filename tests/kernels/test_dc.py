@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import torch
-from fastrecon.kernels import dc, ops
 from torch import nn
 
 from fastrecon.errors import InputError, InputTypeError
+from fastrecon.kernels import dc, ops
 from fastrecon.models.unrolled import Cascade, EagerDCOps, UnrolledNet
 from fastrecon.physics import ifft2c, rss
 from tests.kernels._compare import assert_matches

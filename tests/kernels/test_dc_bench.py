@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from fastrecon.bench import dc as bench
 from fastrecon.kernels import dc as kernels
 

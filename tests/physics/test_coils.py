@@ -41,4 +41,6 @@ def test_rss_and_complex_abs() -> None:
     torch.testing.assert_close(rss(torch.tensor([[3.0], [4.0]]), dim=0), torch.tensor([5.0]))
     # RSS of coil images equals RSS of the k-space energy per coil (Parseval), a scale check.
     k = torch.randn(1, 3, 8, 8, dtype=torch.complex64)
-    torch.testing.assert_close(rss(fft2c(k), dim=1).pow(2).sum(), rss(k, dim=1).pow(2).sum(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        rss(fft2c(k), dim=1).pow(2).sum(), rss(k, dim=1).pow(2).sum(), rtol=1e-5, atol=0
+    )

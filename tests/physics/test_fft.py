@@ -32,7 +32,9 @@ def test_fft2c_matches_float64_numpy(size: tuple[int, int]) -> None:
     expected = numpy_fft2c(x.numpy().astype(np.complex128))
     np.testing.assert_allclose(fft2c(x).numpy(), expected, rtol=0, atol=2e-6 * np.abs(expected).max())
     expected_inv = numpy_ifft2c(x.numpy().astype(np.complex128))
-    np.testing.assert_allclose(ifft2c(x).numpy(), expected_inv, rtol=0, atol=2e-6 * np.abs(expected_inv).max())
+    np.testing.assert_allclose(
+        ifft2c(x).numpy(), expected_inv, rtol=0, atol=2e-6 * np.abs(expected_inv).max()
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)

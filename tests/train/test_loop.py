@@ -44,7 +44,9 @@ def test_simulated_dataset_is_deterministic_and_masked() -> None:
     a, b = data[3], data[3]
     torch.testing.assert_close(a.masked_kspace, b.masked_kspace)
     assert not torch.equal(data[2].masked_kspace, a.masked_kspace)
-    assert bool((a.masked_kspace[..., ~a.mask] == 0).all()) and bool((a.masked_kspace[..., a.mask] != 0).any())
+    assert bool((a.masked_kspace[..., ~a.mask] == 0).all()) and bool(
+        (a.masked_kspace[..., a.mask] != 0).any()
+    )
     assert a.target.shape == SIZE and a.max_value == pytest.approx(float(a.target.max()))
     with pytest.raises(IndexError):
         data[8]
@@ -91,7 +93,14 @@ def test_train_writes_loadable_checkpoint_and_resumes(config: fastrecon.ModelCon
     assert image.shape == SIZE and bool(torch.isfinite(image).all())
 
     # Resume continues at epoch 3 with the saved history.
-    more = train(config, train_data, val_data, out, settings=TrainSettings(epochs=3, batch_size=2, max_steps_per_epoch=3), show_progress=False)
+    more = train(
+        config,
+        train_data,
+        val_data,
+        out,
+        settings=TrainSettings(epochs=3, batch_size=2, max_steps_per_epoch=3),
+        show_progress=False,
+    )
     assert [h["epoch"] for h in more.history] == [1, 2, 3]
     assert more.history[:2] == result.history
 
@@ -100,17 +109,43 @@ def test_early_stopping(config: fastrecon.ModelConfig, tmp_path: Path) -> None:
     train_data, val_data = datasets(4, 1)
     # lr 0: the validation loss never improves after epoch 1, so patience 1 stops at epoch 2.
     settings = TrainSettings(epochs=5, lr=0.0, patience=1, batch_size=2, max_steps_per_epoch=1)
-    result = train(config, train_data, val_data, tmp_path / "stop.safetensors", settings=settings, show_progress=False)
+    result = train(
+        config, train_data, val_data, tmp_path / "stop.safetensors", settings=settings, show_progress=False
+    )
     assert result.stopped_early and len(result.history) == 2 and result.best_epoch == 1
 
 
-def test_cli_train_on_simulated_data(config: fastrecon.ModelConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_train_on_simulated_data(
+    config: fastrecon.ModelConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli.safetensors"
-    code = main([
-        "train", "--model", config.name, "--data", "simulated", "--sim-train", "4", "--sim-val", "2",
-        "--sim-size", "32", "--sim-coils", "4", "--epochs", "1", "--batch-size", "2", "--accel", "4",
-        "--center-fraction", "0.125", "--out", str(out),
-    ])
+    code = main(
+        [
+            "train",
+            "--model",
+            config.name,
+            "--data",
+            "simulated",
+            "--sim-train",
+            "4",
+            "--sim-val",
+            "2",
+            "--sim-size",
+            "32",
+            "--sim-coils",
+            "4",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--accel",
+            "4",
+            "--center-fraction",
+            "0.125",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert f"sha256 {sha256_file(out)}" in printed
