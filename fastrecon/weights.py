@@ -102,7 +102,7 @@ def state_dict_mismatch(state: Mapping[str, torch.Tensor], model: nn.Module) -> 
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong_shape = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
         for k in expected
         if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
     ]
