@@ -44,13 +44,22 @@ def to_torch(value: Any, what: str) -> tuple[torch.Tensor, Origin]:
     elif kind == "numpy":
         if value.dtype.byteorder not in ("=", "|", "<"):
             value = value.astype(value.dtype.newbyteorder("="))
-        tensor = (
-            torch.from_numpy(np.ascontiguousarray(value))
-            if value.dtype != np.bool_
-            else torch.from_numpy(value.copy())
-        )
+        if not value.flags.writeable or value.dtype == np.bool_:
+            value = value.copy()  # torch warns on read-only memory; bool masks are tiny
+        try:
+            tensor = torch.from_numpy(np.ascontiguousarray(value))
+        except TypeError:
+            raise InputTypeError(
+                f"{what} has numpy dtype {value.dtype}, which torch cannot take; expected complex64/complex128, "
+                "float32/float64 (or bool/integers for masks)."
+            ) from None
     else:
-        tensor = torch.from_dlpack(value)
+        try:
+            tensor = torch.from_dlpack(value)
+        except (TypeError, RuntimeError, BufferError) as exc:
+            raise InputTypeError(
+                f"{what} ({type(value).__name__}, dtype {getattr(value, 'dtype', '?')}) cannot cross to torch via DLPack: {exc}"
+            ) from exc
     return tensor, Origin(kind=kind, device=tensor.device)
 
 

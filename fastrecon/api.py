@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from fastrecon._arrays import as_complex_kspace, check_finite, from_torch, to_to
 from fastrecon.errors import BackendUnavailableError, InputError, UnknownNameError, close_matches
 from fastrecon.models import build_model
 from fastrecon.models.unrolled import UnrolledNet
-from fastrecon.physics import acs_bounds, broadcast_mask, infer_mask
+from fastrecon.physics import acs_masks, broadcast_mask, infer_mask
 from fastrecon.registry import ModelConfig, get_config
 
 # Backends and precisions that exist now. Compiled backends (torch.compile, CUDA graphs, TensorRT,
@@ -39,7 +39,6 @@ class Reconstructor:
     precision: str = "fp32"
     weights_path: Path | None = None
     batch_size: int | None = None
-    _warned: set[str] = field(default_factory=set, repr=False)
 
     def __call__(self, kspace: Any, mask: Any = None, **kwargs: Any) -> Any:
         return self.reconstruct(kspace, mask, **kwargs)
@@ -52,8 +51,10 @@ class Reconstructor:
         Args:
             kspace: ``(C, H, W)`` one slice or ``(N, C, H, W)`` slices/frames; numpy, torch or CuPy;
                 complex64/complex128, or real with a trailing dimension of 2. Unsampled entries are 0.
-            mask: sampled phase-encode columns ``(W,)`` or sampled points ``(H, W)``; inferred from the
-                zero pattern of ``kspace`` when omitted. Entries outside the mask are zeroed.
+            mask: sampled phase-encode columns ``(W,)``, sampled points ``(H, W)``, or one mask per slice
+                ``(N, 1, 1, W)`` / ``(N, 1, H, W)``; bool or 0/1. Entries outside the mask are zeroed (junk,
+                even NaN, is allowed there). When omitted it is inferred from the zero pattern of
+                ``kspace``, slice by slice.
             return_complex: return the coil-combined complex image instead of the RSS magnitude.
             batch_size: slices per forward pass (default: chosen from the input size).
 
@@ -81,41 +82,56 @@ class Reconstructor:
             raise InputError(
                 f"k-space has {coils} coils; {self.config.name} accepts {contract.min_coils}..{contract.max_coils}."
             )
-        check_finite(tensor, "k-space")
         tensor = tensor.to(self.device)
         if mask is None:
+            check_finite(tensor, "k-space")
             mask_t = infer_mask(tensor)
         else:
-            mask_t, _ = to_torch(mask, "mask")
-            mask_t = mask_t.to(self.device)
-            if mask_t.is_complex():
-                raise InputError(f"mask has complex dtype {mask_t.dtype}; expected bool or 0/1 numbers.")
-            if mask_t.ndim not in (1, 2):
-                raise InputError(
-                    f"mask has shape {tuple(mask_t.shape)}; expected (W,) = ({width},) or (H, W) = ({height}, {width})."
-                )
-            mask_t = broadcast_mask(mask_t, tensor.shape).reshape(mask_t.shape)
-            tensor = torch.where(
-                broadcast_mask(mask_t, tensor.shape),
-                tensor,
-                torch.zeros((), dtype=tensor.dtype, device=tensor.device),
-            )
+            mask_t = self._mask_tensor(mask, tensor.shape)
+            zero = torch.zeros((), dtype=tensor.dtype, device=tensor.device)
+            tensor = torch.where(broadcast_mask(mask_t, tensor.shape), tensor, zero)
+            check_finite(tensor, "k-space (inside the mask)")
         if not bool(tensor.ne(0).any()):
             raise InputError("k-space is all zeros (after masking); there is nothing to reconstruct.")
-        acs_bounds(mask_t, min_lines=contract.min_acs_lines)
-        batch = batch_size or self.batch_size or self._default_batch(coils * height * width * 8)
-        if batch < 1:
-            raise InputError(f"batch_size is {batch}; expected a positive number of slices.")
+        acs_masks(mask_t, min_lines=contract.min_acs_lines)
+        batch = batch_size if batch_size is not None else self.batch_size
+        if batch is None:
+            batch = self._default_batch(coils * height * width * 8)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InputError(f"batch_size is {batch!r}; expected a positive whole number of slices.")
+        per_slice_mask = mask_t.ndim == 4 and mask_t.shape[0] > 1
         outputs = []
         with torch.inference_mode():
             for start in range(0, num, batch):
                 chunk = tensor[start : start + batch]
-                out = self.model.unroll(chunk, mask_t)
+                chunk_mask = mask_t[start : start + batch] if per_slice_mask else mask_t
+                out = self.model.unroll(chunk, chunk_mask)
                 outputs.append(out.combined_image() if return_complex else out.rss_image().to(torch.float32))
         result = torch.cat(outputs)
         if single:
             result = result[0]
         return from_torch(result, origin)
+
+    def _mask_tensor(self, mask: Any, shape: torch.Size) -> torch.Tensor:
+        """A user's mask as a bool tensor on the model's device, checked against k-space ``shape``."""
+        num, _, height, width = shape
+        mask_t, _ = to_torch(mask, "mask")
+        if mask_t.is_complex():
+            raise InputError(f"mask has complex dtype {mask_t.dtype}; expected bool or 0/1 numbers.")
+        if mask_t.ndim not in (1, 2, 4):
+            raise InputError(
+                f"mask has shape {tuple(mask_t.shape)}; expected (W,) = ({width},), (H, W) = ({height}, {width}), "
+                f"or per slice (N, 1, 1, W) / (N, 1, H, W) with N = {num}."
+            )
+        if mask_t.dtype != torch.bool:
+            values = mask_t.to(torch.float64)
+            bad = ~((values == 0) | (values == 1))
+            if bool(bad.any()):
+                example = values[bad].flatten()[0].item()
+                raise InputError(
+                    f"mask has {int(bad.sum())} value(s) other than 0 and 1 (e.g. {example}); expected bool or 0/1."
+                )
+        return broadcast_mask(mask_t.to(self.device), shape).reshape(mask_t.shape)
 
     @staticmethod
     def _default_batch(bytes_per_slice: int) -> int:
@@ -204,7 +220,10 @@ def load(
                 )
             state = _weights.read_fastmri_state_dict(location.path)
         elif state is None:
-            _weights.verify_sha256(config, location.path)
+            if (
+                location.searched
+            ):  # the registry's own file (bundled or $FASTRECON_HOME): its checksum must hold
+                _weights.verify_sha256(config, location.path)
             file_config, state = _weights.read_checkpoint(location.path)
             if file_config.family != config.family or file_config.num_cascades != config.num_cascades:
                 raise _weights.WeightsError(

@@ -49,3 +49,7 @@ def close_matches(name: str, choices: list[str] | tuple[str, ...], n: int = 3) -
     close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return f"Available: {', '.join(sorted(choices))}.{hint}"
+
+
+class TrainingError(FastreconError, FloatingPointError):
+    """Training diverged (non-finite loss) or cannot continue."""

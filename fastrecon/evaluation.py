@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from fastrecon.data.dataset import SliceDataset, SliceSample
+from fastrecon.data.fastmri import inspect_fastmri
 from fastrecon.errors import InputError
-from fastrecon.metrics import MetricResult, Protocol, evaluate, mean_results
+from fastrecon.metrics import MetricResult, Protocol, center_crop, evaluate, mean_results
 from fastrecon.physics import ifft2c, rss
 from fastrecon.physics.masks import AnyMaskFunc, create_mask_for_mask_type
 
@@ -79,6 +80,19 @@ class EvaluationReport:
         return csv_path, json_path
 
 
+def _fastmri_crop(dataset: SliceDataset, name: str, size: torch.Size) -> tuple[int, int] | None:
+    """fastMRI's evaluation crop: the header's reconSpace matrix (e.g. 320x320 for 640x368 knee k-space),
+    then ``evaluate.py``'s square ``(W_target, W_target)``; None when the image is already that size."""
+    entry = next(e for e in dataset.entries if e.name == name)
+    height, width = int(size[0]), int(size[1])
+    if entry.kind == "fastmri":
+        recon = inspect_fastmri(entry.path).header.recon_size
+        if recon is not None:
+            height, width = min(recon[0], height), min(recon[1], width)
+    side = min(width, height)
+    return None if (side, side) == tuple(size) else (side, side)
+
+
 def _volumes(dataset: SliceDataset, limit: int | None) -> Iterator[list[SliceSample]]:
     """Slices grouped by file, in the dataset's order."""
     start = 0
@@ -104,7 +118,9 @@ def evaluate_folder(
     """Score ``recon`` (a :class:`fastrecon.Reconstructor`) and zero-filled input on every file under ``data``.
 
     Fully sampled files are undersampled with ``mask_type`` (seeded per file, as fastMRI does);
-    already-undersampled files keep their sampling but have no reference to score against.
+    already-undersampled files keep their sampling but have no reference to score against. Under the
+    ``fastmri`` protocol, target and images are centre-cropped as fastMRI scores them: to the header's
+    reconstruction matrix, then square (``evaluate.py``), so the data range is the cropped volume's max.
     """
     from tqdm import tqdm
 
@@ -142,7 +158,12 @@ def evaluate_folder(
             "zero-filled": rss(ifft2c(kspace), dim=1),
             recon.config.name: recon.reconstruct(kspace, mask),
         }
+        crop = _fastmri_crop(dataset, name, target.shape[-2:]) if resolved == "fastmri" else None
+        if crop is not None:
+            target = center_crop(target, crop)
         for method, image in images.items():
+            if crop is not None:
+                image = center_crop(image, crop)
             result = evaluate(target, image, resolved)
             per_method[method].append(result)
             report.rows.append(VolumeRow(name, method, result.ssim, result.psnr, result.nmse, result.count))

@@ -78,7 +78,8 @@ class SensConfig:
 
 @dataclass(frozen=True)
 class InputContract:
-    """What data a model was trained for. Inputs outside it still run, with a warning where it matters."""
+    """What data a model was trained for. Coil counts outside it and too few ACS lines are refused; other
+    departures (another acceleration or mask type) run, at the caller's judgement."""
 
     acceleration: int
     mask_type: str = "cmrxrecon-uniform"  # every R-th phase-encode line + ACS block

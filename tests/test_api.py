@@ -226,3 +226,67 @@ def test_cupy_input_stays_on_device(tiny_names: list[str]) -> None:
     assert isinstance(out, cupy.ndarray) and out.dtype == cupy.float32 and out.shape == (2, 32, 24)
     expected = recon.reconstruct(k)
     np.testing.assert_allclose(cupy.asnumpy(out), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_slices_with_different_masks_do_not_share_lines(vit_recon: fastrecon.Reconstructor) -> None:
+    full, _ = masked_kspace(num=2, accel=1)  # every column sampled
+    masks = torch.zeros(2, 24, dtype=torch.bool)
+    masks[0, 0::4] = True
+    masks[1, 2::4] = True
+    masks[:, 9:15] = True  # shared ACS block
+    k = full * masks[:, None, None, :]
+    together = vit_recon.reconstruct(k)
+    alone = torch.stack([vit_recon.reconstruct(k[i]) for i in range(2)])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+    # The same with the per-slice mask given explicitly, and with junk outside each slice's mask.
+    junk = full + (~masks[:, None, None, :]) * torch.randn_like(full)
+    explicit = vit_recon.reconstruct(junk, masks[:, None, None, :])
+    torch.testing.assert_close(explicit, together, rtol=1e-5, atol=1e-6)
+
+
+def test_nan_outside_the_mask_is_ignored(vit_recon: fastrecon.Reconstructor) -> None:
+    k, mask = masked_kspace(num=1)
+    dirty = torch.where(mask, k, torch.tensor(complex("nan+nanj"), dtype=k.dtype))
+    torch.testing.assert_close(vit_recon.reconstruct(dirty, mask), vit_recon.reconstruct(k, mask))
+
+
+def test_read_only_numpy_input_is_fine(vit_recon: fastrecon.Reconstructor) -> None:
+    k, _ = masked_kspace(num=1)
+    array = k.numpy().copy()
+    array.setflags(write=False)
+    assert np.isfinite(vit_recon.reconstruct(array)).all()
+
+
+@pytest.mark.parametrize(
+    ("mask", "error", "match"),
+    [
+        (lambda m: m.to(torch.float32) * 0.5, InputError, "other than 0 and 1"),
+        (
+            lambda m: torch.where(m, torch.tensor(float("nan")), torch.tensor(0.0)),
+            InputError,
+            "other than 0 and 1",
+        ),
+        (
+            lambda m: m.expand(32, 24) & (torch.arange(32) == 0)[:, None],
+            InputError,
+            "ACS",
+        ),  # one row is not a line
+    ],
+)
+def test_bad_mask_values(vit_recon: fastrecon.Reconstructor, mask, error, match) -> None:  # type: ignore[no-untyped-def]
+    k, m = masked_kspace(num=1)
+    with pytest.raises(error, match=match):
+        vit_recon.reconstruct(k, mask(m))
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, True])
+def test_bad_batch_size(vit_recon: fastrecon.Reconstructor, batch_size: object) -> None:
+    k, _ = masked_kspace(num=2)
+    with pytest.raises(InputError, match="batch_size"):
+        vit_recon.reconstruct(k, batch_size=batch_size)  # type: ignore[arg-type]
+
+
+def test_unsupported_numpy_dtype(vit_recon: fastrecon.Reconstructor) -> None:
+    k, _ = masked_kspace(num=1)
+    with pytest.raises(InputTypeError, match="object"):
+        vit_recon.reconstruct(k.numpy().astype(object))

@@ -175,3 +175,24 @@ def test_cli_list_info_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         main(["reconstruct", "missing.h5", "--model", "varnet-x8", "--weights", "none", "--out", "x.h5"]) == 2
     )
+
+
+def test_fastmri_protocol_crops_like_fastmri(name: str, tmp_path: Path) -> None:
+    """640x368-style files: k-space larger than the 320x320-style reconstruction matrix in the header."""
+    from fastrecon.evaluation import evaluate_folder
+    from fastrecon.metrics import center_crop
+
+    sim = simulate_cine((48, 40), frames=2, num_coils=4, seed=3)
+    cropped_target = center_crop(sim.target, (24, 24))
+    write_fastmri(tmp_path / "knee.h5", sim.kspace, target=cropped_target, recon_size=(24, 24))
+    recon = fastrecon.load(name, weights=None, device="cpu")
+    report = evaluate_folder(recon, tmp_path, acceleration=4, center_fraction=0.125, show_progress=False)
+    mask = EquispacedMaskFractionFunc([0.125], [4])(40, seed=seed_from_name("knee.h5"))
+    zero_filled = center_crop(rss(ifft2c(sim.kspace * mask), dim=1), (24, 24))
+    expected = evaluate_fastmri(cropped_target, zero_filled)
+    zf = report.means["zero-filled"]
+    assert zf.ssim == pytest.approx(expected.ssim, abs=1e-5) and zf.psnr == pytest.approx(
+        expected.psnr, abs=1e-3
+    )
+    uncropped = evaluate_fastmri(sim.target, rss(ifft2c(sim.kspace * mask), dim=1))
+    assert abs(uncropped.psnr - zf.psnr) > 0.1  # the crop matters, so this test can tell

@@ -9,8 +9,8 @@ Differences from fastMRI, all confined to cases where fastMRI returns NaN or a d
 
 - The RSS division is guarded (``rss.clamp_min(eps)``): a pixel where every coil is zero gives 0.
 - :class:`~fastrecon.models.unet.NormUnet` maps an all-zero coil image to zero instead of NaN.
-- The ACS block comes from :func:`fastrecon.physics.acs_bounds` (one block for the whole batch,
-  from the union of the mask's columns). A mask with fewer than ``min_acs_lines`` centred lines
+- The ACS block comes from :func:`fastrecon.physics.acs_masks` (fastMRI's centred block, found per
+  slice for a 4-D per-slice mask, from fully sampled columns only). A mask with fewer than ``min_acs_lines`` centred lines
   raises :class:`~fastrecon.errors.InputError`; fastMRI would silently use one line (and, when
   every column on one side of the centre is sampled, its ``argmin`` miscounts the block).
 """
@@ -22,7 +22,7 @@ from torch import nn
 
 from fastrecon.errors import InputError, InputTypeError
 from fastrecon.models.unet import NormUnet
-from fastrecon.physics import acs_bounds, ifft2c, rss
+from fastrecon.physics import acs_masks, ifft2c, rss
 
 
 class SensitivityModel(nn.Module):
@@ -42,15 +42,14 @@ class SensitivityModel(nn.Module):
         self.norm_unet = NormUnet(chans, pools)
 
     def acs_mask(self, mask: torch.Tensor, width: int) -> torch.Tensor:
-        """Bool ``(W,)``: the centred ACS columns of ``mask`` (1-D, 2-D or 4-D, last dim W)."""
+        """Bool ``(S, 1, 1, W)``: the centred ACS columns of each slice of ``mask`` (1-D, 2-D or 4-D,
+        last dim W; S = 1 for a mask shared by all slices)."""
         if mask.shape[-1] != width:
             raise InputError(
                 f"mask has {mask.shape[-1]} phase-encode columns (last dim of shape {tuple(mask.shape)}); "
                 f"expected W={width} to match the k-space."
             )
-        start, stop = acs_bounds(mask, min_lines=self.min_acs_lines)
-        index = torch.arange(width, device=mask.device)
-        return (index >= start) & (index < stop)
+        return acs_masks(mask, min_lines=self.min_acs_lines)[:, None, None, :]
 
     def forward(self, kspace0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Sensitivity maps from masked k-space.

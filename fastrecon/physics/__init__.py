@@ -1,12 +1,13 @@
 """MRI physics on native complex tensors: centred FFTs, coil operators, data consistency, ACS."""
 
-from fastrecon.physics.acs import acs_bounds, infer_mask, mask_columns
+from fastrecon.physics.acs import acs_bounds, acs_masks, infer_mask, mask_columns, slice_columns
 from fastrecon.physics.coils import complex_abs, rss, sens_expand, sens_reduce
 from fastrecon.physics.dc import broadcast_mask, hard_dc, soft_dc
 from fastrecon.physics.fft import fft2c, ifft2c
 
 __all__ = [
     "acs_bounds",
+    "acs_masks",
     "broadcast_mask",
     "complex_abs",
     "fft2c",
@@ -17,5 +18,6 @@ __all__ = [
     "rss",
     "sens_expand",
     "sens_reduce",
+    "slice_columns",
     "soft_dc",
 ]

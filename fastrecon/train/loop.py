@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fastrecon.data.dataset import SliceSample
-from fastrecon.errors import InputError, WeightsError
+from fastrecon.errors import InputError, TrainingError, WeightsError
 from fastrecon.metrics import SSIMLoss
 from fastrecon.models import build_model
 from fastrecon.models.unrolled import UnrolledNet
@@ -137,7 +137,7 @@ def _run_epoch(
                 output = model(kspace, mask)
             loss = loss_fn(output.float(), target, data_range)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise TrainingError(
                     f"{desc}: loss became {loss.item()} at step {step}; lower the learning rate."
                 )
             if optimizer is not None:
@@ -232,6 +232,9 @@ def train(
     loss_fn = SSIMLoss().to(env.device)
     stopped_early = False
     show = env.main and show_progress
+    if bad_epochs >= settings.patience:
+        stopped_early = True  # a resumed run that had already stopped early
+        start_epoch = settings.epochs
     for epoch in range(start_epoch, settings.epochs):
         if train_sampler is not None:
             train_sampler.set_epoch(epoch)
