@@ -115,7 +115,30 @@ def _center_mask(num_cols: int, num_low_frequencies: int) -> np.ndarray:
     return mask
 
 
-class MaskFunc(abc.ABC):
+class _CallSamples:
+    """``mask_func(W, seed=..., offset=...)`` is ``mask_func.sample(...).mask``."""
+
+    def sample(
+        self,
+        width_or_shape: int | Sequence[int] | torch.Size,
+        *,
+        seed: Seed = None,
+        offset: int | None = None,
+    ) -> SampledMask:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        width_or_shape: int | Sequence[int] | torch.Size,
+        *,
+        seed: Seed = None,
+        offset: int | None = None,
+    ) -> torch.Tensor:
+        """The ``(W,)`` bool mask; see :meth:`sample` for the arguments."""
+        return self.sample(width_or_shape, seed=seed, offset=offset).mask
+
+
+class MaskFunc(_CallSamples, abc.ABC):
     """Base of the fastMRI-compatible mask functions (``fastmri.data.subsample.MaskFunc``).
 
     Args:
@@ -158,16 +181,6 @@ class MaskFunc(abc.ABC):
         self.accelerations = accelerations
         self.allow_any_combination = allow_any_combination
         self.rng = np.random.RandomState(seed)
-
-    def __call__(
-        self,
-        width_or_shape: int | Sequence[int] | torch.Size,
-        *,
-        seed: Seed = None,
-        offset: int | None = None,
-    ) -> torch.Tensor:
-        """The ``(W,)`` bool mask; see :meth:`sample` for the arguments."""
-        return self.sample(width_or_shape, seed=seed, offset=offset).mask
 
     def sample(
         self,
@@ -279,7 +292,7 @@ class EquispacedMaskFractionFunc(MaskFunc):
         return mask
 
 
-class CMRxUniformMask:
+class CMRxUniformMask(_CallSamples):
     """CMRxRecon's uniform mask: every R-th phase-encode column plus ``acs_lines`` central columns.
 
     Follows the challenge's MATLAB generator (``UniformSampling.m`` / ``mySubsampling.m``):
@@ -302,16 +315,6 @@ class CMRxUniformMask:
         self.acceleration = int(acceleration)
         self.acs_lines = int(acs_lines)
         self.offset = int(offset)
-
-    def __call__(
-        self,
-        width_or_shape: int | Sequence[int] | torch.Size,
-        *,
-        seed: Seed = None,
-        offset: int | None = None,
-    ) -> torch.Tensor:
-        """The ``(W,)`` bool mask; see :meth:`sample`."""
-        return self.sample(width_or_shape, seed=seed, offset=offset).mask
 
     def sample(
         self,
