@@ -169,5 +169,7 @@ def evaluate_folder(
             report.rows.append(VolumeRow(name, method, result.ssim, result.psnr, result.nmse, result.count))
     if not report.rows:
         raise InputError(f"no volumes evaluated under {data}.")
-    report.means = {method: mean_results(results) for method, results in per_method.items()}
+    # One vote per volume, as fastMRI's evaluate.py and the CMRxRecon scorers average per-file means
+    # (fastMRI volumes have count 1, so this only changes CMRxRecon, whose count is images per file).
+    report.means = {method: mean_results(results, weighted=False) for method, results in per_method.items()}
     return report

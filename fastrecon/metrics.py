@@ -5,10 +5,16 @@ SSIM with a 7x7 uniform window, k1 = 0.01, k2 = 0.03, sample covariance, data ra
 ground-truth maximum, averaged over slices; PSNR with data range = the ground-truth maximum; NMSE
 ``||gt - pred||^2 / ||gt||^2`` over the volume.
 
-**CMRxRecon**, per 2-D image: each image is normalised on its own, ground truth and prediction
-separately (2023: divided by its maximum; 2024: z-scored, ``(x - mean) / std``; 2025: magnitude
-divided by its 99.5th percentile), then SSIM / PSNR / NMSE per image (data range = the normalised
-ground truth's maximum, as the challenge's ``Evaluation.py`` of each year) and the mean.
+**CMRxRecon**, per 2-D image, as the challenge's own scorers (``calmetric`` in each year's
+``Evaluation.py``; paths below are in the ``CmrxRecon`` GitHub organisation): each image is normalised
+on its own, ground truth and prediction separately (2023: divided by its maximum; 2024: z-scored,
+``(x - mean) / std``; 2025: magnitude divided by its 99.5th percentile), then scikit-image's
+``structural_similarity`` (7x7 box window, k1 .01, k2 .03, sample covariance) and
+``peak_signal_noise_ratio`` with data range = the normalised reference image's maximum, and NMSE
+``||ref - other||^2 / ||ref||^2``; a file's score is the mean over its images and a leaderboard
+number the unweighted mean over files (``mean_results(..., weighted=False)``). The ranking data are
+the central two slices, the first three frames (all for mapping) and a centre crop to
+``(round(H/3), round(W/2))``: :func:`cmrx_run4ranking` / ``evaluate_cmrx(..., crop=True)``.
 
 SSIM is implemented here in torch (``valid`` box filtering, equal to scikit-image's
 ``structural_similarity`` with the defaults fastMRI uses) and evaluated in float64. The same
@@ -63,8 +69,14 @@ class MetricResult:
         return f"[{self.protocol}] SSIM {self.ssim:.4f}  PSNR {self.psnr:.2f} dB  NMSE {self.nmse:.4f}  (n={self.count})"
 
 
-def mean_results(results: Sequence[MetricResult]) -> MetricResult:
-    """Average results weighted by ``count``; refuses to mix protocols."""
+def mean_results(results: Sequence[MetricResult], *, weighted: bool = True) -> MetricResult:
+    """Average results, weighted by ``count`` (default) or, with ``weighted=False``, one vote per result.
+
+    The CMRxRecon scorers average per-file means without weights (2023 ``Evaluation/Main_Score.py``
+    ``CalValue``: ``np.mean(PSNR_list)`` of ``np.mean(psnr_array)`` per file; 2024/2025 take
+    ``DataFrame.mean()`` over per-file rows), so a file of 120 images counts as much as one of 6.
+    Refuses to mix protocols. ``count`` of the result is always the total number of items.
+    """
     if not results:
         raise InputError("no results to average.")
     protocols = {r.protocol for r in results}
@@ -73,11 +85,13 @@ def mean_results(results: Sequence[MetricResult]) -> MetricResult:
             f"cannot average results of different protocols {sorted(protocols)}; they are not comparable."
         )
     total = sum(r.count for r in results)
+    weights = [r.count for r in results] if weighted else [1] * len(results)
+    norm = sum(weights)
     return MetricResult(
         protocol=results[0].protocol,
-        ssim=sum(r.ssim * r.count for r in results) / total,
-        psnr=sum(r.psnr * r.count for r in results) / total,
-        nmse=sum(r.nmse * r.count for r in results) / total,
+        ssim=sum(r.ssim * w for r, w in zip(results, weights, strict=True)) / norm,
+        psnr=sum(r.psnr * w for r, w in zip(results, weights, strict=True)) / norm,
+        nmse=sum(r.nmse * w for r, w in zip(results, weights, strict=True)) / norm,
         count=total,
     )
 
@@ -241,14 +255,31 @@ def evaluate_fastmri(gt: ArrayLike, pred: ArrayLike, *, crop: bool = False) -> M
 
 
 # --- CMRxRecon protocol ----------------------------------------------------------------------------
+#
+# Sources (GitHub, organisation CmrxRecon):
+#   2023  CMRxRecon/Evaluation/Evaluation.py (calmetric), Evaluation/Main_Score.py (CalValue),
+#         CMRxRecon/CMRxReconDemo/run4Ranking.m
+#   2024  CMRxRecon2025-snippets/evaluation-2024/Evaluation.py (normalize_std, calmetric),
+#         evaluation-2024/Main_Score2024.py, Val_Score2024.py, Test_Score2024.py,
+#         CMRxRecon2024/CMRxReconDemo/run4Ranking.m, CMRxRecon2024/ReconTutorial/run4ranking.py
+#   2025  CMRxRecon2025-snippets/evaluation-2025/Evaluation.py (normalize_percentile, calmetric),
+#         evaluation-2025/Val_Score2025.py, CMRx-evaluation-snippets/test-2025/Evaluation.py and
+#         Test_Score2025.py
 
 
 def cmrx_normalise(image: torch.Tensor, year: int) -> torch.Tensor:
     """CMRxRecon's per-image normalisation of every 2-D image in ``(..., H, W)``.
 
-    2023: ``x / x.max()``. 2024: ``(x - mean) / std`` (population std). 2025: ``|x| / p``, with ``p``
-    the 99.5th percentile of ``|x|`` (numpy's linear interpolation), unclipped; an image whose
-    scale is 0 is left unscaled (the 2025 code's guard, applied to every year here).
+    - 2023: ``x / x.max()`` (``Evaluation/Evaluation.py``, ``calmetric``: ``psnr(gt / gt.max(),
+      pred / pred.max())``).
+    - 2024: ``(x - mean) / std`` with numpy's population std (``evaluation-2024/Evaluation.py``,
+      ``normalize_std``: ``mean = np.mean(array); std = np.std(array)``).
+    - 2025: ``|x| / p``, ``p`` the 99.5th percentile of ``|x|`` (numpy's default linear
+      interpolation), unclipped (``evaluation-2025/Evaluation.py``, ``normalize_percentile``:
+      ``np.percentile(data, 99.5)``; the ``np.clip(..., 0, 1)`` there is commented out).
+
+    An image whose scale is 0 is left unscaled: the 2025 code's guard (``if percentile99 == 0:
+    return data``), applied to every year here (2023/2024 would divide by zero and score NaN).
     """
     flat = image.flatten(-2)
     if year == 2023:
@@ -267,6 +298,57 @@ def cmrx_normalise(image: torch.Tensor, year: int) -> torch.Tensor:
     return (image - offset[..., None, None]) / scale[..., None, None]
 
 
+def _matlab_round(value: float) -> int:
+    """MATLAB's ``round`` of a non-negative number (halves away from zero, unlike Python's)."""
+    return math.floor(value + 0.5)
+
+
+def cmrx_ranking_crop(image: torch.Tensor) -> torch.Tensor:
+    """run4Ranking's spatial crop of the last two axes ``(H, W)`` = ``(sx, sy)`` = (readout kx, phase
+    encode ky) to ``(round(H / 3), round(W / 2))``, the "middle 1/6" the challenge ranks.
+
+    ``run4Ranking.m`` (2023 and 2024): ``crop(abs(img), [round(sx/3), round(sy/2), ...])`` with
+    MATLAB's ``round`` (half away from zero) and Lustig's ``crop.m``, whose 1-based indices
+    ``floor(m/2)+1+ceil(-s/2) : floor(m/2)+ceil(s/2)`` start at 0-based ``m // 2 - s // 2``; this is
+    ``ReconTutorial/run4ranking.py``'s ``start_x + math.ceil(-cx/2)`` and differs from fastMRI's
+    ``(m - s) // 2`` when ``m`` is even and ``s`` odd.
+    """
+    height, width = image.shape[-2], image.shape[-1]
+    crop_h, crop_w = _matlab_round(height / 3), _matlab_round(width / 2)
+    if crop_h < 1 or crop_w < 1:
+        raise InputError(f"image {(height, width)} is too small for the CMRxRecon ranking crop.")
+    top, left = height // 2 - crop_h // 2, width // 2 - crop_w // 2
+    return image[..., top : top + crop_h, left : left + crop_w]
+
+
+def cmrx_run4ranking(volume: ArrayLike, *, all_frames: bool = False) -> torch.Tensor:
+    """The images CMRxRecon ranks, from a ``(T, Z, H, W)`` magnitude volume (frames, slices, kx, ky).
+
+    As ``run4Ranking.m`` (2024 version, identical to 2023's wherever 2023's runs): the central two
+    slices, MATLAB ``round(sz/2)-1 : round(sz/2)`` (all slices when ``sz < 3``); the first three frames
+    ``1:3`` for cine-like series, every frame with ``all_frames=True`` (T1/T2 mapping, and T1rho in
+    2025), then :func:`cmrx_ranking_crop`. Returns ``(T', Z', round(H/3), round(W/2))`` in float64.
+    The 2025 ``run4Ranking_2025.m`` is not in the public code index; third-party translations of it
+    apply the same rules (single-frame black-blood/T1w/T2w series are ``T = 1`` here).
+    """
+    if isinstance(volume, torch.Tensor) and volume.is_complex():
+        volume = volume.abs()
+    elif isinstance(volume, np.ndarray) and np.iscomplexobj(volume):
+        volume = np.abs(volume)
+    image = _to_float64(volume, "volume")
+    if image.ndim != 4:
+        raise InputError(f"cmrx_run4ranking expects a (T, Z, H, W) volume, got shape {tuple(image.shape)}.")
+    frames, slices = image.shape[0], image.shape[1]
+    if slices < 3:
+        slice_index = list(range(slices))
+    else:
+        centre = _matlab_round(slices / 2)  # MATLAB 1-based round(sz/2)-1 : round(sz/2)
+        slice_index = [centre - 2, centre - 1]
+    frame_count = frames if all_frames else min(3, frames)
+    image = image[:frame_count][:, slice_index]
+    return cmrx_ranking_crop(image.abs())  # run4Ranking: crop(abs(...))
+
+
 _CMRX_PROTOCOLS: dict[int, Protocol] = {
     2023: "cmrxrecon-2023",
     2024: "cmrxrecon-2024",
@@ -274,31 +356,59 @@ _CMRX_PROTOCOLS: dict[int, Protocol] = {
 }
 
 
-def evaluate_cmrx(gt: ArrayLike, pred: ArrayLike, *, year: int = 2023) -> MetricResult:
+def evaluate_cmrx(
+    gt: ArrayLike,
+    pred: ArrayLike,
+    *,
+    year: int = 2023,
+    crop: bool = False,
+    reference: Literal["gt", "pred"] = "gt",
+) -> MetricResult:
     """CMRxRecon metrics: every 2-D image of ``(..., H, W)`` normalised on its own (see
-    :func:`cmrx_normalise`), scored, and averaged (SSIM / PSNR / NMSE means over the images).
+    :func:`cmrx_normalise`), scored, and averaged (SSIM / PSNR / NMSE means over the images, as the
+    scorers' ``np.mean(psnr_array)`` per file).
 
-    PSNR and SSIM use the normalised ground truth's maximum as data range, as the challenge's
-    ``Evaluation.py`` does (1 for 2023; max/std-based for 2024; max over the 99.5th percentile for
-    2025). The challenge's code swaps ground truth and prediction for 3-D inputs; we always score
-    with the ground truth first (its 4-D branch).
+    Per image, with ``ref`` the normalised reference image and ``other`` the other one, exactly
+    ``calmetric``'s ``psnr`` / ``ssim`` / ``nmse`` helpers: scikit-image ``structural_similarity(ref,
+    other, data_range=ref.max())`` (defaults: 7x7 uniform window, k1 .01, k2 .03, sample covariance),
+    ``peak_signal_noise_ratio(ref, other, data_range=ref.max())`` and ``||ref - other||^2 /
+    ||ref||^2``. The data range is thus 1 for 2023, ``(max - mean) / std`` for 2024 and
+    ``max / p99.5`` for 2025.
+
+    ``crop=True`` first applies the ranking crop :func:`cmrx_ranking_crop` to both images (use
+    :func:`cmrx_run4ranking` to also pick the ranked slices and frames of a ``(T, Z, H, W)`` volume).
+
+    ``reference`` picks the image that sets the data range and the NMSE denominator. ``"gt"`` (the
+    default) is ``calmetric``'s intent and what the 2023 scorer computes (``Main_Score.py`` calls
+    ``calmetric(pred_recon, gt_recon)`` in the signature's order). The 2024 and 2025 scorers call
+    ``calmetric(gtmat, reconmat)`` / ``calmetric(gt, recon)`` against the signature
+    ``calmetric(pred_recon, gt_recon)``: for 4-D ``(sx, sy, sz, t)`` files (cine, mapping, ... -- most
+    of the data) the reconstruction therefore takes the ground truth's place, which
+    ``reference="pred"`` reproduces; their 3-D branch swaps the arguments once more, so 3-D files
+    (black blood, T1w/T2w) are scored with ``reference="gt"``. SSIM and the MSE are symmetric; only
+    the data range (PSNR, SSIM's constants) and the NMSE denominator change.
     """
     if year not in _CMRX_PROTOCOLS:
         raise InputError(f"unknown CMRxRecon year {year}; choose one of {sorted(_CMRX_PROTOCOLS)}.")
+    if reference not in ("gt", "pred"):
+        raise InputError(f"reference must be 'gt' or 'pred', got {reference!r}.")
     g, p = _pair(gt, pred)
+    if crop:
+        g, p = cmrx_ranking_crop(g), cmrx_ranking_crop(p)
     g = cmrx_normalise(g.reshape(-1, *g.shape[-2:]), year)
     p = cmrx_normalise(p.reshape(-1, *p.shape[-2:]), year)
-    ranges = g.flatten(1).amax(dim=1)
-    ssim_values = _ssim_images(g, p, ranges)
-    psnr_values = [_psnr(g[i], p[i], float(ranges[i])) for i in range(g.shape[0])]
-    nmse_values = [_nmse(g[i], p[i]) for i in range(g.shape[0])]
+    ref, other = (g, p) if reference == "gt" else (p, g)
+    ranges = ref.flatten(1).amax(dim=1)
+    ssim_values = _ssim_images(ref, other, ranges)
+    psnr_values = [_psnr(ref[i], other[i], float(ranges[i])) for i in range(ref.shape[0])]
+    nmse_values = [_nmse(ref[i], other[i]) for i in range(ref.shape[0])]
     protocol = _CMRX_PROTOCOLS[year]
     return MetricResult(
         protocol,
         ssim=float(ssim_values.mean()),
         psnr=float(np.mean(psnr_values)),
         nmse=float(np.mean(nmse_values)),
-        count=int(g.shape[0]),
+        count=int(ref.shape[0]),
     )
 
 

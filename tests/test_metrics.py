@@ -14,6 +14,8 @@ from fastrecon.metrics import (
     MetricResult,
     SSIMLoss,
     cmrx_normalise,
+    cmrx_ranking_crop,
+    cmrx_run4ranking,
     evaluate,
     evaluate_cmrx,
     evaluate_fastmri,
@@ -158,38 +160,157 @@ def test_ssim_loss_per_sample_data_range_equals_skimage() -> None:
 # --- CMRxRecon ----------------------------------------------------------------------------------------
 
 
-def _cmrx_oracle(gt: np.ndarray, pred: np.ndarray, year: int) -> tuple[float, float, float]:
-    """The challenge's Evaluation.py per-image loop (4-D branch: ground truth first)."""
+def _official_normalise(x: np.ndarray, year: int) -> np.ndarray:
+    """normalize per year, as the challenge's Evaluation.py files write it."""
+    if year == 2023:  # CMRxRecon/Evaluation/Evaluation.py: gt / gt.max()
+        return x / x.max()
+    if year == 2024:  # CMRxRecon2025-snippets/evaluation-2024/Evaluation.py: normalize_std
+        return (x - np.mean(x)) / np.std(x)
+    data = np.abs(x)  # evaluation-2025/Evaluation.py: normalize_percentile
+    percentile99 = np.percentile(data, 99.5)
+    return data if percentile99 == 0 else data / percentile99
 
-    def norm(x: np.ndarray) -> np.ndarray:
-        if year == 2023:
-            return x / x.max()
-        if year == 2024:
-            return (x - np.mean(x)) / np.std(x)
-        data = np.abs(x)
-        p = np.percentile(data, 99.5)
-        return data if p == 0 else data / p
 
-    ssims, psnrs, nmses = [], [], []
-    for i in range(gt.shape[0]):
-        g, p = norm(gt[i]), norm(pred[i])
-        ssims.append(metrics_sk.structural_similarity(g, p, data_range=g.max()))
-        psnrs.append(metrics_sk.peak_signal_noise_ratio(g, p, data_range=g.max()))
-        nmses.append(np.linalg.norm(g - p) ** 2 / np.linalg.norm(g) ** 2)
-    return float(np.mean(ssims)), float(np.mean(psnrs)), float(np.mean(nmses))
+def _official_calmetric(
+    pred_recon: np.ndarray, gt_recon: np.ndarray, year: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The challenges' ``calmetric(pred_recon, gt_recon)`` on MATLAB-order arrays ``(sx, sy, sz[, t])``,
+    branch for branch: the 4-D branch scores ``(gt, pred)``, the 3-D branch ``(pred, gt)`` (2024/2025;
+    2023's 3-D branch keeps ``(gt, pred)``)."""
+
+    def triple(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+        return (
+            metrics_sk.peak_signal_noise_ratio(a, b, data_range=a.max()),
+            metrics_sk.structural_similarity(a, b, data_range=a.max()),
+            float(np.linalg.norm(a - b) ** 2 / np.linalg.norm(a) ** 2),
+        )
+
+    out = []
+    if gt_recon.ndim == 4:
+        for i in range(gt_recon.shape[-2]):
+            for j in range(gt_recon.shape[-1]):
+                pred = _official_normalise(pred_recon[:, :, i, j], year)
+                gt = _official_normalise(gt_recon[:, :, i, j], year)
+                out.append(triple(gt, pred))
+    else:
+        for j in range(gt_recon.shape[-1]):
+            pred = _official_normalise(pred_recon[:, :, j], year)
+            gt = _official_normalise(gt_recon[:, :, j], year)
+            out.append(triple(gt, pred) if year == 2023 else triple(pred, gt))
+    psnr, ssim, nmse = (np.array(v) for v in zip(*out, strict=True))
+    return psnr, ssim, nmse
+
+
+def _matlab(volume: np.ndarray) -> np.ndarray:
+    """fastrecon ``(..., H, W)`` -> MATLAB ``(sx, sy, ...)`` as scipy.io.loadmat returns ``img4ranking``."""
+    return np.moveaxis(volume, (-2, -1), (0, 1))
+
+
+def _assert_matches(result: MetricResult, psnr: np.ndarray, ssim: np.ndarray, nmse: np.ndarray) -> None:
+    # The scorers' per-file numbers: np.mean(psnr_array) etc.
+    assert result.ssim == pytest.approx(float(np.mean(ssim)), abs=1e-10)
+    assert result.psnr == pytest.approx(float(np.mean(psnr)), abs=1e-8)
+    assert result.nmse == pytest.approx(float(np.mean(nmse)), rel=1e-9)
 
 
 @pytest.mark.parametrize("year", [2023, 2024, 2025])
-def test_cmrx_protocol_equals_challenge_code(year) -> None:
-    gt, pred = _pair((5, 48, 40), seed=7)
+def test_cmrx_protocol_equals_challenge_calmetric(year) -> None:
+    gt, pred = _pair((3, 2, 48, 40), seed=7)  # (t, sz, H, W)
     pred[2] *= 3.0  # a global scale error: invisible to the per-image normalisation
+    pred[0, 1] += 0.3 * gt.max()  # an offset: visible to 2023/2025, not to 2024's z-score
     result = evaluate_cmrx(gt, pred, year=year)
-    ssim, psnr, nmse = _cmrx_oracle(gt, pred, year)
-    assert result.protocol == f"cmrxrecon-{year}" and result.count == 5
-    assert result.ssim == pytest.approx(ssim, abs=1e-10)
-    assert result.psnr == pytest.approx(psnr, abs=1e-8)
-    assert result.nmse == pytest.approx(nmse, rel=1e-9)
+    assert result.protocol == f"cmrxrecon-{year}" and result.count == 6
+    # calmetric(pred_recon, gt_recon) in signature order (2023 Main_Score.py CalValue): gt is the reference.
+    mat_gt, mat_pred = (
+        _matlab(gt.transpose(1, 0, 2, 3)),
+        _matlab(pred.transpose(1, 0, 2, 3)),
+    )  # (sx, sy, sz, t)
+    _assert_matches(result, *_official_calmetric(mat_pred, mat_gt, year))
     assert evaluate(gt, pred, f"cmrxrecon-{year}") == result  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("year", [2024, 2025])
+def test_cmrx_reference_pred_reproduces_swapped_scorer_call(year) -> None:
+    # Val_Score2024.py / Test_Score2025.py call calmetric(gtmat, reconmat): for 4-D files the
+    # reconstruction becomes the reference (data range and NMSE denominator).
+    gt, pred = _pair((3, 2, 40, 36), seed=11)
+    pred *= np.linspace(0.7, 1.4, 36)  # a smooth intensity ramp: the two normalised maxima differ
+    mat_gt, mat_pred = _matlab(gt.transpose(1, 0, 2, 3)), _matlab(pred.transpose(1, 0, 2, 3))
+    official = _official_calmetric(mat_gt, mat_pred, year)
+    swapped = evaluate_cmrx(gt, pred, year=year, reference="pred")
+    _assert_matches(swapped, *official)
+    default = evaluate_cmrx(gt, pred, year=year)
+    assert abs(default.psnr - swapped.psnr) > 1e-3 and default.ssim != swapped.ssim
+    if year == 2025:  # z-scored images all have ||x||^2 = H * W, so 2024's NMSE does not change
+        assert abs(default.nmse - swapped.nmse) > 1e-6
+    # Their 3-D branch swaps back: 3-D files (black blood, T1w/T2w) are scored with the gt as reference.
+    gt3, pred3 = gt[0], pred[0]  # (sz, H, W) -> MATLAB (sx, sy, sz)
+    _assert_matches(
+        evaluate_cmrx(gt3, pred3, year=year), *_official_calmetric(_matlab(gt3), _matlab(pred3), year)
+    )
+
+
+def _run4ranking_py_crop(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+    """CMRxRecon2024/ReconTutorial/run4ranking.py ``crop`` on MATLAB-order (sx, sy, ...) arrays."""
+    sx, sy = image.shape[:2]
+    cx, cy = crop
+    start_x, start_y = math.floor(sx / 2), math.floor(sy / 2)
+    return image[
+        start_x + math.ceil(-cx / 2) : start_x + math.ceil(cx / 2),
+        start_y + math.ceil(-cy / 2) : start_y + math.ceil(cy / 2),
+    ]
+
+
+@pytest.mark.parametrize("shape", [(10, 5), (12, 9), (11, 8), (246, 512), (204, 448), (7, 6)])
+def test_cmrx_ranking_crop_matches_run4ranking(shape) -> None:
+    height, width = shape
+    image = torch.arange(height * width, dtype=torch.float64).reshape(1, height, width)
+    cropped = cmrx_ranking_crop(image)
+    # MATLAB round(sx/3), round(sy/2): halves round up (run4ranking.py adds 0.00001 for this).
+    expected_shape = (round(height / 3 + 1e-5), round(width / 2 + 1e-5))
+    assert tuple(cropped.shape[-2:]) == expected_shape
+    reference = _run4ranking_py_crop(image[0].numpy(), expected_shape)
+    np.testing.assert_array_equal(cropped[0].numpy(), reference)
+
+
+def test_cmrx_ranking_crop_hand_computed() -> None:
+    # H=10 -> round(3.33)=3 rows starting at 10//2 - 3//2 = 4 (fastMRI's (10-3)//2 would start at 3);
+    # W=5 -> MATLAB round(2.5)=3 columns (Python's round gives 2) starting at 5//2 - 3//2 = 1.
+    image = torch.arange(50, dtype=torch.float64).reshape(10, 5)
+    expected = torch.tensor([[21, 22, 23], [26, 27, 28], [31, 32, 33]], dtype=torch.float64)
+    assert torch.equal(cmrx_ranking_crop(image), expected)
+    gt, pred = _pair((2, 30, 20), seed=12)
+    top, left = 30 // 2 - 10 // 2, 20 // 2 - 10 // 2
+    assert evaluate_cmrx(gt, pred, crop=True) == evaluate_cmrx(
+        gt[:, top : top + 10, left : left + 10], pred[:, top : top + 10, left : left + 10]
+    )
+
+
+@pytest.mark.parametrize(
+    ("slices", "expected"), [(1, [0]), (2, [0, 1]), (3, [0, 1]), (10, [3, 4]), (11, [4, 5]), (13, [5, 6])]
+)
+def test_cmrx_run4ranking_picks_central_slices_and_first_frames(slices, expected) -> None:
+    # MATLAB: round(sz/2)-1 : round(sz/2), 1-based, round half away from zero; all slices when sz < 3.
+    frames = 5
+    volume = np.zeros((frames, slices, 12, 8))
+    volume += np.arange(frames).reshape(-1, 1, 1, 1) * 100 + np.arange(slices).reshape(1, -1, 1, 1)
+    ranked = cmrx_run4ranking(volume)
+    assert ranked.shape == (3, len(expected), 4, 4)
+    np.testing.assert_array_equal(ranked[:, :, 0, 0].numpy(), np.add.outer([0, 100, 200], expected))
+    every = cmrx_run4ranking(volume - 1j * volume, all_frames=True)  # complex in, magnitude out
+    assert every.shape == (frames, len(expected), 4, 4)
+    np.testing.assert_allclose(
+        every[:, :, 0, 0].numpy(), np.sqrt(2) * np.add.outer(np.arange(frames) * 100, expected)
+    )
+
+
+def test_mean_results_unweighted_is_mean_over_files() -> None:
+    a = MetricResult("cmrxrecon-2023", ssim=0.9, psnr=30.0, nmse=0.01, count=1)
+    b = MetricResult("cmrxrecon-2023", ssim=0.5, psnr=20.0, nmse=0.03, count=3)
+    weighted, per_file = mean_results([a, b]), mean_results([a, b], weighted=False)
+    assert weighted.psnr == pytest.approx(22.5) and weighted.count == 4
+    assert per_file.psnr == pytest.approx(25.0) and per_file.ssim == pytest.approx(0.7)
+    assert per_file.nmse == pytest.approx(0.02) and per_file.count == 4
 
 
 def test_cmrx_accepts_any_leading_axes_and_is_scale_invariant() -> None:
@@ -226,6 +347,9 @@ def test_cmrx_normalise_percentile() -> None:
         lambda: fastmri_ssim(np.ones((1, 5, 8)), np.ones((1, 5, 8))),
         lambda: evaluate_fastmri(np.ones((1, 8, 8), dtype=np.complex64), np.ones((1, 8, 8))),
         lambda: evaluate_cmrx(np.ones((1, 8, 8)), np.ones((1, 8, 8)), year=2022),
+        lambda: evaluate_cmrx(np.ones((1, 8, 8)), np.ones((1, 8, 8)), reference="both"),  # type: ignore[arg-type]
+        lambda: cmrx_run4ranking(np.ones((2, 8, 8))),
+        lambda: cmrx_ranking_crop(torch.ones(1, 1, 1)),
         lambda: evaluate(np.ones((1, 8, 8)), np.ones((1, 8, 8)), "ssim"),  # type: ignore[arg-type]
         lambda: mean_results([]),
     ],
