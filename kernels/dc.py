@@ -118,9 +118,14 @@ def cascade_step_ref(
     sens: torch.Tensor,
     correction: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``k' = k - w M (k - k0) - fft2c(S correction)``; returns ``(k', sens_reduce(k', S))``."""
-    kspace_next = soft_dc_ref(kspace, kspace0, mask, dc_weight) - sens_expand_ref(correction, sens)
-    return kspace_next, sens_reduce_ref(kspace_next, sens)
+    """``k' = k - w M (k - k0) - fft2c(S correction)``; returns ``(k', sens_reduce(k', S))``.
+
+    The models' own eager step (:class:`fastrecon.models.unrolled.EagerDCOps`), so the kernels are
+    measured against exactly what the reference models run.
+    """
+    from fastrecon.models.unrolled import EagerDCOps
+
+    return EagerDCOps().cascade_step(kspace, kspace0, mask, dc_weight, sens, correction)
 
 
 # ----------------------------------------------------------------------------------------------------

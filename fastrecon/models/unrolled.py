@@ -35,7 +35,7 @@ class DCOps(Protocol):
         kspace: torch.Tensor,
         kspace0: torch.Tensor,
         mask: torch.Tensor,
-        dc_weight: torch.Tensor,
+        dc_weight: torch.Tensor | float,
         sens: torch.Tensor,
         correction: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +49,15 @@ class EagerDCOps:
     def sens_reduce(self, kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
         return sens_reduce(kspace, sens)
 
-    def cascade_step(self, kspace, kspace0, mask, dc_weight, sens, correction):  # type: ignore[no-untyped-def]
+    def cascade_step(
+        self,
+        kspace: torch.Tensor,
+        kspace0: torch.Tensor,
+        mask: torch.Tensor,
+        dc_weight: torch.Tensor | float,
+        sens: torch.Tensor,
+        correction: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         kspace_next = soft_dc(kspace, kspace0, mask, dc_weight) - sens_expand(correction, sens)
         return kspace_next, sens_reduce(kspace_next, sens)
 
