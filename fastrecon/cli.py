@@ -110,6 +110,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         mask_type=args.mask_type,
         protocol=args.protocol,
         limit_files=args.limit_files,
+        cmrx_ranking=args.cmrx_ranking,
+        all_frames=args.all_frames,
     )
     print(report.table())
     csv_path, json_path = report.write(args.out)
@@ -177,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--out", default="evaluation", help="writes <out>.csv and <out>.json")
     ev.add_argument("--limit-files", type=int, default=None)
+    ev.add_argument(
+        "--cmrx-ranking", action="store_true",
+        help="CMRxRecon protocols: score only what the challenge ranks (central 2 slices, first 3 frames, crop)",
+    )  # fmt: skip
+    ev.add_argument(
+        "--all-frames", action="store_true", help="with --cmrx-ranking: every frame (mapping series)"
+    )
     _add_model_args(ev)
     _add_mask_args(ev, accel_required=True)
     ev.set_defaults(func=_cmd_evaluate)

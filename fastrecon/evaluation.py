@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
+from fastrecon.data.cmrxrecon import inspect_cmrxrecon
 from fastrecon.data.dataset import SliceDataset, SliceSample
 from fastrecon.data.fastmri import inspect_fastmri
 from fastrecon.errors import InputError
-from fastrecon.metrics import MetricResult, Protocol, center_crop, evaluate, mean_results
+from fastrecon.metrics import MetricResult, Protocol, center_crop, cmrx_run4ranking, evaluate, mean_results
 from fastrecon.physics import ifft2c, rss
 from fastrecon.physics.masks import AnyMaskFunc, create_mask_for_mask_type
 
@@ -93,6 +94,16 @@ def _fastmri_crop(dataset: SliceDataset, name: str, size: torch.Size) -> tuple[i
     return None if (side, side) == tuple(size) else (side, side)
 
 
+def _frames_and_slices(dataset: SliceDataset, name: str, count: int) -> tuple[int, int]:
+    """``(T, Z)`` of a file's ``count`` items: a CMRxRecon file's own frames and slices (items are
+    frame-major, ``n = t * Z + z``); a fastMRI volume is one frame of ``count`` slices."""
+    entry = next(e for e in dataset.entries if e.name == name)
+    if entry.kind == "cmrx":
+        info = inspect_cmrxrecon(entry.path, dataset.cmrx_key)
+        return info.num_frames, info.num_slices
+    return 1, count
+
+
 def _volumes(dataset: SliceDataset, limit: int | None) -> Iterator[list[SliceSample]]:
     """Slices grouped by file, in the dataset's order."""
     start = 0
@@ -113,6 +124,8 @@ def evaluate_folder(
     protocol: str = "fastmri",
     limit_files: int | None = None,
     mask_func: AnyMaskFunc | None = None,
+    cmrx_ranking: bool = False,
+    all_frames: bool = False,
     show_progress: bool = True,
 ) -> EvaluationReport:
     """Score ``recon`` (a :class:`fastrecon.Reconstructor`) and zero-filled input on every file under ``data``.
@@ -121,6 +134,9 @@ def evaluate_folder(
     already-undersampled files keep their sampling but have no reference to score against. Under the
     ``fastmri`` protocol, target and images are centre-cropped as fastMRI scores them: to the header's
     reconstruction matrix, then square (``evaluate.py``), so the data range is the cropped volume's max.
+    With ``cmrx_ranking`` (CMRxRecon protocols), only what the challenge ranks is scored: the central two
+    slices, the first three frames (every frame with ``all_frames``, for mapping) and the ranking crop
+    (:func:`fastrecon.metrics.cmrx_run4ranking`).
     """
     from tqdm import tqdm
 
@@ -134,6 +150,8 @@ def evaluate_folder(
         "acceleration": acceleration,
         "center_fraction": center_fraction,
         "mask_type": mask_type,
+        "cmrx_ranking": cmrx_ranking,
+        "all_frames": all_frames,
         "weights": str(getattr(recon, "weights_path", None)),
         "backend": getattr(recon, "backend", "eager"),
         "device": str(getattr(recon, "device", "cpu")),
@@ -158,6 +176,17 @@ def evaluate_folder(
             "zero-filled": rss(ifft2c(kspace), dim=1),
             recon.config.name: recon.reconstruct(kspace, mask),
         }
+        if cmrx_ranking and resolved != "fastmri":
+            frames, slices_ = _frames_and_slices(dataset, name, target.shape[0])
+            target = cmrx_run4ranking(
+                target.reshape(frames, slices_, *target.shape[-2:]), all_frames=all_frames
+            )
+            images = {
+                method: cmrx_run4ranking(
+                    image.reshape(frames, slices_, *image.shape[-2:]), all_frames=all_frames
+                )
+                for method, image in images.items()
+            }
         crop = _fastmri_crop(dataset, name, target.shape[-2:]) if resolved == "fastmri" else None
         if crop is not None:
             target = center_crop(target, crop)

@@ -196,3 +196,32 @@ def test_fastmri_protocol_crops_like_fastmri(name: str, tmp_path: Path) -> None:
     )
     uncropped = evaluate_fastmri(sim.target, rss(ifft2c(sim.kspace * mask), dim=1))
     assert abs(uncropped.psnr - zf.psnr) > 0.1  # the crop matters, so this test can tell
+
+
+def test_cmrx_ranking_subset_on_a_cine_file(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastrecon.metrics import cmrx_run4ranking, evaluate_cmrx
+
+    frames, slices = 4, 3
+    sim = simulate_cine((36, 32), frames=frames * slices, num_coils=4, seed=7)
+    full = sim.kspace.numpy().reshape(frames, slices, 4, 36, 32)  # (t, z, c, kx, ky), item n = t * Z + z
+    matlab = full.transpose(3, 4, 2, 1, 0)  # MATLAB order (kx, ky, kc, kz, t)
+    write_mat73(tmp_path / "cine_sax.mat", {"kspace_full": matlab.astype(np.complex64)})
+    out = tmp_path / "eval"
+    assert main([
+        "evaluate", "--model", name, "--weights", "none", "--data", str(tmp_path), "--accel", "4",
+        "--center-fraction", "0.125", "--protocol", "cmrxrecon", "--cmrx-ranking", "--out", str(out), "--device", "cpu",
+    ]) == 0  # fmt: skip
+    with open(out.with_suffix(".csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    zf = next(r for r in rows if r["file"] == "cine_sax.mat" and r["method"] == "zero-filled")
+    assert int(zf["count"]) == 3 * 2  # first three frames x central two slices
+
+    kspace = torch.from_numpy(full.reshape(frames * slices, 4, 36, 32))
+    mask = EquispacedMaskFractionFunc([0.125], [4])(32, seed=seed_from_name("cine_sax.mat"))
+    target = rss(ifft2c(kspace), dim=1).reshape(frames, slices, 36, 32)
+    zero_filled = rss(ifft2c(kspace * mask), dim=1).reshape(frames, slices, 36, 32)
+    expected = evaluate_cmrx(cmrx_run4ranking(target), cmrx_run4ranking(zero_filled), year=2023)
+    assert float(zf["ssim"]) == pytest.approx(expected.ssim, abs=1e-6)
+    assert float(zf["psnr"]) == pytest.approx(expected.psnr, abs=1e-4)
