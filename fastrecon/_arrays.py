@@ -76,11 +76,15 @@ def from_torch(tensor: torch.Tensor, origin: Origin) -> Any:
 
 
 def as_complex_kspace(tensor: torch.Tensor) -> torch.Tensor:
-    """k-space as complex64: complex64/128 as is, real with a trailing dimension of 2 as (re, im)."""
+    """k-space as complex64 or complex128 (precision kept): complex as is, real with a trailing
+    dimension of 2 as (re, im) (float64 -> complex128, other floats -> complex64)."""
+    if tensor.dtype in (torch.complex64, torch.complex128):
+        return tensor
     if tensor.is_complex():
         return tensor.to(torch.complex64)
     if tensor.is_floating_point() and tensor.ndim >= 1 and tensor.shape[-1] == 2:
-        return torch.view_as_complex(tensor.to(torch.float32).contiguous())
+        real = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+        return torch.view_as_complex(tensor.to(real).contiguous())
     raise InputTypeError(
         f"k-space has dtype {tensor.dtype} and shape {tuple(tensor.shape)}; expected complex64/complex128, "
         "or a real float array whose last dimension is 2 (real, imaginary)."

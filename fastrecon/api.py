@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,17 +11,20 @@ from typing import Any
 import torch
 
 from fastrecon import weights as _weights
-from fastrecon._arrays import as_complex_kspace, check_finite, from_torch, to_torch
-from fastrecon.errors import BackendUnavailableError, InputError, UnknownNameError, close_matches
+from fastrecon._arrays import as_complex_kspace, from_torch, to_torch
+from fastrecon.errors import (
+    BackendUnavailableError,
+    InputError,
+    InputTypeError,
+    ReconstructionError,
+)
+from fastrecon.export import Runner, get_backend, prepare_runner
+from fastrecon.export._backend import check_precision
 from fastrecon.models import build_model
-from fastrecon.models.unrolled import UnrolledNet
-from fastrecon.physics import acs_masks, broadcast_mask, infer_mask
+from fastrecon.models.unrolled import Output, UnrolledNet
+from fastrecon.physics import broadcast_mask
+from fastrecon.prepare import prepare
 from fastrecon.registry import ModelConfig, get_config
-
-# Backends and precisions that exist now. Compiled backends (torch.compile, CUDA graphs, TensorRT,
-# ONNX) and reduced precision will join these names; the signature of `load` stays.
-BACKENDS = ("eager", "triton")
-PRECISIONS = ("fp32",)
 
 # Default slices per forward pass: bounded by the k-space bytes of one batch, so large inputs
 # (a whole cine stack) stream through in chunks instead of running out of memory.
@@ -35,6 +39,7 @@ class Reconstructor:
     model: UnrolledNet
     config: ModelConfig
     device: torch.device
+    runner: Runner
     backend: str = "eager"
     precision: str = "fp32"
     weights_path: Path | None = None
@@ -42,6 +47,11 @@ class Reconstructor:
 
     def __call__(self, kspace: Any, mask: Any = None, **kwargs: Any) -> Any:
         return self.reconstruct(kspace, mask, **kwargs)
+
+    def info(self) -> dict[str, Any]:
+        """What runs: model, device, backend, precision, data-consistency form, and the backend's own
+        facts (compiled or not, engine cache hits, ...), so a benchmark can record it."""
+        return {"model": self.config.name, "device": str(self.device), **self.runner.info()}
 
     def reconstruct(
         self, kspace: Any, mask: Any = None, *, return_complex: bool = False, batch_size: int | None = None
@@ -59,9 +69,14 @@ class Reconstructor:
             batch_size: slices per forward pass (default: chosen from the input size).
 
         Returns:
-            ``(H, W)`` or ``(N, H, W)``: float32 RSS magnitude (complex64 with ``return_complex``), in
-            the input's array library and on its device.
+            ``(H, W)`` or ``(N, H, W)``: the RSS magnitude (the coil-combined complex image with
+            ``return_complex``), float32/complex64 for single-precision input and float64/complex128 for
+            double-precision input, in the input's array library and on its device. Each slice is
+            scaled to a fixed range before the model and scaled back after it (exact powers of two; the
+            models are scale-equivariant), so any finite input works.
         """
+        if not isinstance(return_complex, bool):
+            raise InputTypeError(f"return_complex is {return_complex!r}; expected True or False.")
         tensor, origin = to_torch(kspace, "kspace")
         tensor = as_complex_kspace(tensor)
         single = tensor.ndim == 3
@@ -82,38 +97,38 @@ class Reconstructor:
             raise InputError(
                 f"k-space has {coils} coils; {self.config.name} accepts {contract.min_coils}..{contract.max_coils}."
             )
-        tensor = tensor.to(self.device)
-        if mask is None:
-            check_finite(tensor, "k-space")
-            mask_t = infer_mask(tensor)
-        else:
-            mask_t = self._mask_tensor(mask, tensor.shape)
-            zero = torch.zeros((), dtype=tensor.dtype, device=tensor.device)
-            tensor = torch.where(broadcast_mask(mask_t, tensor.shape), tensor, zero)
-            check_finite(tensor, "k-space (inside the mask)")
-        if not bool(tensor.ne(0).any()):
-            raise InputError("k-space is all zeros (after masking); there is nothing to reconstruct.")
-        acs_masks(mask_t, min_lines=contract.min_acs_lines)
-        batch = batch_size if batch_size is not None else self.batch_size
+        mask_t = None if mask is None else self._mask_tensor(mask, tensor.shape)
+        batch = _check_batch(batch_size if batch_size is not None else self.batch_size)
         if batch is None:
             batch = self._default_batch(coils * height * width * 8)
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise InputError(f"batch_size is {batch!r}; expected a positive whole number of slices.")
-        per_slice_mask = mask_t.ndim == 4 and mask_t.shape[0] > 1
+        batch = min(batch, num)
+        per_slice_mask = mask_t is not None and mask_t.ndim == 4 and mask_t.shape[0] > 1
+        output: Output = "complex" if return_complex else "rss"
         outputs = []
         with torch.inference_mode():
             for start in range(0, num, batch):
-                chunk = tensor[start : start + batch]
-                chunk_mask = mask_t[start : start + batch] if per_slice_mask else mask_t
-                out = self.model.unroll(chunk, chunk_mask)
-                outputs.append(out.combined_image() if return_complex else out.rss_image().to(torch.float32))
+                chunk_mask = mask_t[start : start + batch] if per_slice_mask and mask_t is not None else mask_t
+                prepared = prepare(
+                    tensor[start : start + batch],
+                    chunk_mask,
+                    min_acs_lines=contract.min_acs_lines,
+                    device=self.device,
+                )
+                run = prepared.padded(batch) if self.runner.static_batch else prepared
+                image = prepared.unscale(self.runner(run, output)[: prepared.batch])
+                if not bool(torch.isfinite(torch.view_as_real(image) if image.is_complex() else image).all()):
+                    raise ReconstructionError(
+                        f"the {self.info()['backend']} backend ({self.precision}) gave a non-finite image for slices "
+                        f"{start}..{start + prepared.batch - 1}; the input is finite, so this is a numerical failure."
+                    )
+                outputs.append(image.to(origin.device))
         result = torch.cat(outputs)
         if single:
             result = result[0]
         return from_torch(result, origin)
 
     def _mask_tensor(self, mask: Any, shape: torch.Size) -> torch.Tensor:
-        """A user's mask as a bool tensor on the model's device, checked against k-space ``shape``."""
+        """A user's mask as a bool tensor (on its own device), checked against k-space ``shape``."""
         num, _, height, width = shape
         mask_t, _ = to_torch(mask, "mask")
         if mask_t.is_complex():
@@ -131,41 +146,38 @@ class Reconstructor:
                 raise InputError(
                     f"mask has {int(bad.sum())} value(s) other than 0 and 1 (e.g. {example}); expected bool or 0/1."
                 )
-        return broadcast_mask(mask_t.to(self.device), shape).reshape(mask_t.shape)
+        return broadcast_mask(mask_t, shape).reshape(mask_t.shape)
 
     @staticmethod
     def _default_batch(bytes_per_slice: int) -> int:
         return max(1, min(_MAX_BATCH, _BATCH_BYTES // max(bytes_per_slice, 1)))
 
 
+def _check_batch(batch: object) -> int | None:
+    """``None`` or a positive whole number of slices (numpy integers accepted)."""
+    if batch is None:
+        return None
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or int(batch) < 1:
+        raise InputError(f"batch_size is {batch!r}; expected a positive whole number of slices.")
+    return int(batch)
+
+
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(
+            f"device {device!r} is not a device torch knows; expected 'cpu', 'cuda' or 'cuda:N'."
+        ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError(
             f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here."
         )
+    if resolved.type not in ("cpu", "cuda"):
+        raise BackendUnavailableError(f"device {str(device)!r} is not supported; expected 'cpu', 'cuda' or 'cuda:N'.")
     return resolved
-
-
-def _use_backend(model: UnrolledNet, backend: str, device: torch.device) -> None:
-    if backend == "eager":
-        return
-    if backend == "triton":
-        from fastrecon import _features
-
-        if not _features.has_triton():
-            _features.import_optional("triton")
-        if device.type != "cuda" and not _features.triton_interpret():
-            raise BackendUnavailableError(
-                f"backend 'triton' runs on CUDA devices (or on the CPU with TRITON_INTERPRET=1); device is {device}."
-            )
-        from fastrecon.kernels.ops import TritonDCOps
-
-        model.dc_ops = TritonDCOps()
-        return
-    raise UnknownNameError(f"unknown backend {backend!r}. {close_matches(backend, list(BACKENDS))}")
 
 
 def load(
@@ -187,18 +199,17 @@ def load(
             (fastrecon safetensors, or a fastMRI VarNet ``.pt`` state dict for ``varnet-*``), or
             ``None`` for random initialisation (with a warning).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
-        backend: ``"eager"`` (the fp32 reference) or ``"triton"`` (fused data-consistency kernels).
-        precision: ``"fp32"``.
+        backend: ``"eager"`` (the fp32 reference), ``"triton"`` (fused data-consistency kernels),
+            ``"compile"`` (torch.compile; CUDA graphs on GPU), ``"onnxruntime"`` or ``"tensorrt"``
+            (see ``fastrecon.export.list_backends()``).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the networks (encoder, decoders, U-Nets);
+            data consistency always runs in complex64. A backend refuses a precision it cannot honour.
         encoder_weights: for ``weights=None`` ViT models, a local open_clip/timm checkpoint for the
             frozen encoder (how training starts from pretrained encoders).
         batch_size: slices per forward pass (default: chosen from the input size).
     """
-    if backend not in BACKENDS:
-        raise UnknownNameError(f"unknown backend {backend!r}. {close_matches(str(backend), list(BACKENDS))}")
-    if precision not in PRECISIONS:
-        raise UnknownNameError(
-            f"unknown precision {precision!r}. {close_matches(str(precision), list(PRECISIONS))}"
-        )
+    check_precision(get_backend(backend), precision)
+    batch_size = _check_batch(batch_size)
     resolved = _resolve_device(device)
     path_like = Path(name)
     if isinstance(name, os.PathLike) or (str(name).endswith(".safetensors") and path_like.is_file()):
@@ -232,11 +243,12 @@ def load(
                 )
         _weights.load_state_dict_strict(model, state, str(location.path))
     model.eval().to(resolved)
-    _use_backend(model, backend, resolved)
+    runner = prepare_runner(model, backend, resolved, precision)
     return Reconstructor(
         model=model,
         config=config,
         device=resolved,
+        runner=runner,
         backend=backend,
         precision=precision,
         weights_path=location.path if location else None,

@@ -53,3 +53,7 @@ def close_matches(name: str, choices: list[str] | tuple[str, ...], n: int = 3) -
 
 class TrainingError(FastreconError, FloatingPointError):
     """Training diverged (non-finite loss) or cannot continue."""
+
+
+class ReconstructionError(FastreconError, FloatingPointError):
+    """A reconstruction produced a non-finite image from finite input (a numerical failure)."""

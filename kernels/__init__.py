@@ -4,8 +4,7 @@ Importing this package imports neither Triton nor the kernels: names resolve on 
 
 - ``sens_expand``, ``sens_reduce``, ``soft_dc``, ``cascade_step``: the custom ops (Triton on CUDA,
   the reference on CPU; see :mod:`fastrecon.kernels.ops`), each with its ``*_ref`` pure-torch twin.
-- ``TritonDCOps``: the unrolled loop's data-consistency ops backed by them
-  (``model.dc_ops = TritonDCOps()``).
+- ``TRITON_2D``: the unrolled loop's data-consistency form backed by them (``model.dc = TRITON_2D``).
 - ``implementation(device)``: which path a device takes ("triton", "triton-interpreter", "reference").
 
 ``TRITON_INTERPRET=1`` (Triton's CPU interpreter) must be set before the first use of these names.
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastrecon.kernels.ops import (
-        TritonDCOps,
+        TRITON_2D,
         cascade_step,
         cascade_step_ref,
         implementation,
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "TritonDCOps",
+    "TRITON_2D",
     "cascade_step",
     "cascade_step_ref",
     "implementation",

@@ -47,6 +47,7 @@ from fastrecon.errors import BackendUnavailableError, InputError, InputTypeError
 from fastrecon.physics.coils import sens_expand as _physics_sens_expand
 from fastrecon.physics.coils import sens_reduce as _physics_sens_reduce
 from fastrecon.physics.dc import broadcast_mask
+from fastrecon.physics.dc import cascade_step as _physics_cascade_step
 from fastrecon.physics.dc import soft_dc as _physics_soft_dc
 
 try:  # Triton is the optional extra "triton"; the ``*_ref`` twins and the checks work without it.
@@ -120,12 +121,10 @@ def cascade_step_ref(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``k' = k - w M (k - k0) - fft2c(S correction)``; returns ``(k', sens_reduce(k', S))``.
 
-    The models' own eager step (:class:`fastrecon.models.unrolled.EagerDCOps`), so the kernels are
+    The models' own eager step (:func:`fastrecon.physics.dc.cascade_step`), so the kernels are
     measured against exactly what the reference models run.
     """
-    from fastrecon.models.unrolled import EagerDCOps
-
-    return EagerDCOps().cascade_step(kspace, kspace0, mask, dc_weight, sens, correction)
+    return _physics_cascade_step(kspace, kspace0, mask, dc_weight, sens, correction)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The fused data-consistency ops as torch custom ops, and :class:`TritonDCOps` for the unrolled loop.
+"""The fused data-consistency ops as torch custom ops, and :data:`TRITON_2D`, their DC form for the loop.
 
 Each op is one node for ``torch.compile`` and ``torch.export`` (``torch.library.custom_op`` with a
 fake implementation) and has an autograd formula, so models can train through it.
@@ -27,12 +27,13 @@ import torch
 from fastrecon._features import triton_interpret
 from fastrecon.physics.dc import broadcast_mask
 from fastrecon.physics.fft import ifft2c
+from fastrecon.physics.plan import KSpaceForm
 
 from . import dc as _dc
 from .dc import cascade_step_ref, sens_expand_ref, sens_reduce_ref, soft_dc_ref
 
 __all__ = [
-    "TritonDCOps",
+    "TRITON_2D",
     "cascade_step",
     "cascade_step_ref",
     "implementation",
@@ -323,27 +324,7 @@ def cascade_step(
     return result[0], result[1]
 
 
-class TritonDCOps:
-    """:class:`fastrecon.models.unrolled.DCOps` through the fused custom ops.
-
-    Use as ``model.dc_ops = TritonDCOps()``: Triton kernels on CUDA, the references on CPU (the
-    interpreter under ``TRITON_INTERPRET=1``). Differentiable, and one graph node per call under
-    ``torch.compile`` / ``torch.export``.
-    """
-
-    def sens_reduce(self, kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
-        return sens_reduce(kspace, sens)
-
-    def cascade_step(
-        self,
-        kspace: torch.Tensor,
-        kspace0: torch.Tensor,
-        mask: torch.Tensor,
-        dc_weight: torch.Tensor,
-        sens: torch.Tensor,
-        correction: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return cascade_step(kspace, kspace0, mask, dc_weight, sens, correction)
-
-    def __repr__(self) -> str:
-        return "TritonDCOps()"
+TRITON_2D = KSpaceForm(name="2d-triton", reduce=sens_reduce, step=cascade_step)
+"""The 2-D k-space data-consistency form through the fused custom ops (``model.dc = TRITON_2D``):
+Triton kernels on CUDA, the references on CPU (the interpreter under ``TRITON_INTERPRET=1``).
+Differentiable, and one graph node per call under ``torch.compile`` / ``torch.export``."""

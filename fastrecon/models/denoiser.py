@@ -16,7 +16,7 @@ and is not a submodule: one instance is shared by every cascade.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
@@ -24,9 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastrecon.errors import InputError, InputTypeError
-from fastrecon.models.encoders import FrozenEncoder
 from fastrecon.physics import complex_abs
 from fastrecon.registry import DecoderConfig, EncoderConfig
+
+Encode = Callable[[torch.Tensor], Sequence[torch.Tensor]]
+"""Scaled magnitude ``(N, 1, H, W)`` -> one feature map ``(N, D, g, g)`` per encoder block."""
+Decode = Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
+"""Feature maps and the scaled image ``(N, 2, H, W)`` -> scaled correction ``(N, 2, H, W)`` (real)."""
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -80,8 +84,12 @@ class LayerFusion(nn.Module):
         self.logits = nn.Parameter(torch.zeros(num_layers))
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        if len(features) != len(self.norms):
-            raise InputError(f"LayerFusion got {len(features)} feature maps; expected {len(self.norms)}.")
+        dim = self.norms[0].normalized_shape[0]
+        if len(features) != len(self.norms) or any(f.ndim != 4 or f.shape[1] != dim for f in features):
+            raise InputError(
+                f"the encoder gives {len(features)} feature maps of shapes {[tuple(f.shape) for f in features]}; "
+                f"this decoder was built for {len(self.norms)} x {dim}-dim maps (B, {dim}, g, g)."
+            )
         # LayerNorm acts on the last dim: move channels last and back.
         normed = [
             norm(f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -152,24 +160,31 @@ class ViTDenoiser(nn.Module):
         q = torch.where(q > 0, q, flat.amax(dim=1))
         return torch.where(q > 0, q, torch.ones_like(q))
 
-    def correction(self, image: torch.Tensor, encoder: FrozenEncoder) -> torch.Tensor:
-        """The correction ``c(x)`` of a complex image ``(N, H, W)`` -> complex ``(N, H, W)``."""
+    def correction(self, image: torch.Tensor, encode: Encode, decode: Decode | None = None) -> torch.Tensor:
+        """The correction ``c(x)`` of a complex image ``(N, H, W)`` -> complex ``(N, H, W)``.
+
+        ``encode`` maps the scaled magnitude ``(N, 1, H, W)`` to the encoder's feature maps (the
+        model's encoder call, or a :class:`~fastrecon.models.encoders.FrozenEncoder` itself).
+        ``decode`` replaces :meth:`decode` (an engine running the same real-valued graph).
+        """
         if not image.is_complex():
             raise InputTypeError(
                 f"denoiser input must be a complex image (N, H, W), got dtype {image.dtype}."
             )
         if image.ndim != 3:
             raise InputError(f"denoiser input must have shape (N, H, W), got {tuple(image.shape)}.")
-        if encoder.embed_dim != self.embed_dim or encoder.config.num_blocks != self.num_layers:
-            raise InputError(
-                f"encoder gives {encoder.config.num_blocks} x {encoder.embed_dim}-dim features; this denoiser was "
-                f"built for {self.num_layers} x {self.embed_dim}."
-            )
-        native = (int(image.shape[-2]), int(image.shape[-1]))
         magnitude = complex_abs(image)  # (N, H, W)
         scale = self.scale(magnitude).view(-1, 1, 1, 1)
-        features = encoder((magnitude.unsqueeze(1) / scale).clamp(0.0, 1.0))
+        features = encode((magnitude.unsqueeze(1) / scale).clamp(0.0, 1.0))
+        pixels = torch.view_as_real(image).permute(0, 3, 1, 2) / scale  # (N, 2, H, W): re, im
+        out = (decode or self.decode)(tuple(features), pixels)
+        # Under reduced-precision autocast the head gives bf16/fp16: back to the image's real dtype.
+        out = (out * scale).to(image.real.dtype)  # (N, 2, H, W)
+        return torch.complex(out[:, 0], out[:, 1])
 
+    def decode(self, features: Sequence[torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
+        """The real-valued decoder: ``num_layers`` feature maps ``(N, D, g, g)`` and the scaled image
+        ``(N, 2, H, W)`` (re, im) -> the scaled correction ``(N, 2, H, W)``."""
         fused, normed = self.fusion(features)
         x = fused
         for i, stage in enumerate(self.stages):
@@ -179,12 +194,10 @@ class ViTDenoiser(nn.Module):
                 skip = _resize(self.skip_projs[i](normed[self.skip_layers[i]]), size)
                 x = torch.cat([x, skip], dim=1)
             x = stage(x)
-
-        pixels = torch.view_as_real(image).permute(0, 3, 1, 2) / scale  # (N, 2, H, W): re, im
+        native = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         x = torch.cat([_resize(x, native), self.input_conv(pixels)], dim=1)
-        out = self.head(self.refine(x)) * scale  # (N, 2, H, W)
-        return torch.complex(out[:, 0], out[:, 1])
+        return self.head(self.refine(x))  # type: ignore[no-any-return]
 
-    def forward(self, image: torch.Tensor, encoder: FrozenEncoder) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, encode: Encode) -> torch.Tensor:
         """The denoised image ``D(x) = x - c(x)``, complex ``(N, H, W)``."""
-        return image - self.correction(image, encoder)
+        return image - self.correction(image, encode)

@@ -51,13 +51,18 @@ class SensitivityModel(nn.Module):
             )
         return acs_masks(mask, min_lines=self.min_acs_lines)[:, None, None, :]
 
-    def forward(self, kspace0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, kspace0: torch.Tensor, mask: torch.Tensor, acs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Sensitivity maps from masked k-space.
 
         Args:
             kspace0: complex ``(N, C, H, W)`` masked k-space.
             mask: bool (or 0/1) mask broadcastable to ``(N, C, H, W)``, or 1-D ``(W,)``; only its
-                phase-encode columns matter here.
+                phase-encode columns matter here, and only when ``acs`` is not given.
+            acs: bool ``(S, 1, 1, W)`` (S = 1 or N), the ACS columns, as the caller already knows
+                them (:func:`fastrecon.physics.acs_masks`). Given, the forward does no host
+                synchronisation; omitted, they are searched for in ``mask`` on the host.
 
         Returns:
             complex ``(N, C, H, W)`` maps, normalised so their RSS over coils is 1 wherever the
@@ -68,7 +73,8 @@ class SensitivityModel(nn.Module):
         if kspace0.ndim != 4:
             raise InputError(f"kspace0 must have shape (N, C, H, W), got {tuple(kspace0.shape)}.")
         n, c, h, w = kspace0.shape
-        acs = self.acs_mask(mask, w)
+        if acs is None:
+            acs = self.acs_mask(mask, w)
         zero = torch.zeros((), dtype=kspace0.dtype, device=kspace0.device)
         low_res = torch.where(acs, kspace0, zero)
 

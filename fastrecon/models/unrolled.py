@@ -10,72 +10,34 @@ ViT-prior models the negated residual of the denoiser ``D(x) = x - c(x)`` (so a 
 leaves the k-space untouched and the untrained model returns the zero-filled input). The output
 is the RSS of ``F^-1 k_T``.
 
-The data-consistency arithmetic goes through :class:`DCOps`, so the Triton kernels
-(``fastrecon.kernels``) can replace the eager reference without touching the models.
+The data consistency is a plan bound once per chunk (:mod:`fastrecon.physics.plan`); ``model.dc``
+picks its form, so the Triton kernels (``fastrecon.kernels``) replace the eager reference without
+touching the models. The forward takes tensors only: the ACS block comes in from the caller
+(:func:`fastrecon.prepare.prepare`), so a prepared forward has no host synchronisation and compiles
+to one graph.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, cast
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from typing import Literal, cast
 
 import torch
 from torch import nn
 
-from fastrecon.physics import broadcast_mask, ifft2c, rss, sens_expand, sens_reduce, soft_dc
+from fastrecon.errors import InputError
+from fastrecon.physics import acs_masks, broadcast_mask
+from fastrecon.physics.plan import KSPACE_2D, DCForm, DCPlan
 
+Encode = Callable[[torch.Tensor], Sequence[torch.Tensor]]
+"""Magnitude ``(B, 1, H, W)`` in [0, 1] -> one feature map per used encoder block (ViT models)."""
 
-class DCOps(Protocol):
-    """The data-consistency operations one cascade needs, as a swappable set."""
+Correction = Callable[[torch.Tensor], torch.Tensor]
+"""A cascade's image-domain correction: complex ``(N, H, W)`` -> complex ``(N, H, W)``."""
 
-    def sens_reduce(self, kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor: ...
-
-    def cascade_step(
-        self,
-        kspace: torch.Tensor,
-        kspace0: torch.Tensor,
-        mask: torch.Tensor,
-        dc_weight: torch.Tensor | float,
-        sens: torch.Tensor,
-        correction: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``k' = k - w M (k - k0) - F E correction``; returns ``(k', R F^-1 k')``."""
-        ...
-
-
-class EagerDCOps:
-    """The fp32 eager reference: plain torch, fastMRI's order of operations."""
-
-    def sens_reduce(self, kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
-        return sens_reduce(kspace, sens)
-
-    def cascade_step(
-        self,
-        kspace: torch.Tensor,
-        kspace0: torch.Tensor,
-        mask: torch.Tensor,
-        dc_weight: torch.Tensor | float,
-        sens: torch.Tensor,
-        correction: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        kspace_next = soft_dc(kspace, kspace0, mask, dc_weight) - sens_expand(correction, sens)
-        return kspace_next, sens_reduce(kspace_next, sens)
-
-
-@dataclass
-class UnrolledOutput:
-    """What the unrolled loop produced: final k-space ``(N, C, H, W)`` and the sensitivity maps used."""
-
-    kspace: torch.Tensor
-    sens: torch.Tensor
-
-    def rss_image(self) -> torch.Tensor:
-        """RSS magnitude of the coil images, ``(N, H, W)`` float (the models' output)."""
-        return rss(ifft2c(self.kspace), dim=1)
-
-    def combined_image(self) -> torch.Tensor:
-        """Coil-combined complex image ``R F^-1 k``, ``(N, H, W)``."""
-        return sens_reduce(self.kspace, self.sens)
+Output = Literal["rss", "complex"]
 
 
 class Cascade(nn.Module):
@@ -83,16 +45,20 @@ class Cascade(nn.Module):
 
     dc_weight: nn.Parameter
 
-    def correction(self, image: torch.Tensor, shared: nn.Module | None) -> torch.Tensor:
-        """Image-domain correction ``(N, H, W)`` complex; ``shared`` is the model's shared module, if any."""
+    def correction(self, image: torch.Tensor, encode: Encode | None) -> torch.Tensor:
+        """Image-domain correction ``(N, H, W)`` complex; ``encode`` is the model's encoder call, if any."""
         raise NotImplementedError
 
 
 class UnrolledNet(nn.Module):
     """Sensitivity estimation + ``len(cascades)`` cascades. Subclasses fill ``sens_net`` and ``cascades``.
 
-    ``shared_module()`` is handed to every cascade (the frozen encoder of the ViT models), so it is
-    stored once in the state dict.
+    Attributes set by backends (plain attributes, not part of the state dict):
+
+    - ``dc``: the data-consistency form (:data:`fastrecon.physics.plan.KSPACE_2D`, the reference, by default).
+    - ``network_dtype``: ``None`` (fp32) or ``torch.bfloat16`` / ``torch.float16``: the sensitivity
+      network and the cascades' corrections run under autocast in that dtype (norms, softmax and
+      reductions stay fp32 as autocast keeps them); data consistency always stays complex64.
     """
 
     sens_net: nn.Module
@@ -100,26 +66,54 @@ class UnrolledNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.dc_ops: DCOps = EagerDCOps()
+        self.dc: DCForm = KSPACE_2D
+        self.network_dtype: torch.dtype | None = None
 
-    def shared_module(self) -> nn.Module | None:
+    def encoder_call(self) -> Encode | None:
+        """What the cascades call for encoder features (``None``: no encoder)."""
         return None
 
-    def unroll(self, kspace0: torch.Tensor, mask: torch.Tensor) -> UnrolledOutput:
-        """Run every cascade on masked k-space ``(N, C, H, W)`` complex with its sampling mask."""
-        mask = broadcast_mask(mask, kspace0.shape)
-        sens = self.sens_net(kspace0, mask)
-        shared = self.shared_module()
-        kspace = kspace0
-        image = self.dc_ops.sens_reduce(kspace, sens)
-        for module in self.cascades:
-            cascade = cast(Cascade, module)
-            correction = cascade.correction(image, shared)
-            kspace, image = self.dc_ops.cascade_step(
-                kspace, kspace0, mask, cascade.dc_weight, sens, correction
-            )
-        return UnrolledOutput(kspace=kspace, sens=sens)
+    def correction_calls(self) -> list[Correction]:
+        """One image -> correction callable per cascade, in order (the loop calls nothing else)."""
+        encode = self.encoder_call()
+        return [functools.partial(cast(Cascade, c).correction, encode=encode) for c in self.cascades]
 
-    def forward(self, kspace0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """RSS magnitude image ``(N, H, W)`` from masked k-space ``(N, C, H, W)`` and its mask."""
-        return self.unroll(kspace0, mask).rss_image()
+    @property
+    def min_acs_lines(self) -> int:
+        return int(getattr(self.sens_net, "min_acs_lines", 0))
+
+    def _networks(self, device: torch.device) -> contextlib.AbstractContextManager[object]:
+        if self.network_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.network_dtype)
+
+    def unroll(self, kspace0: torch.Tensor, mask: torch.Tensor, acs: torch.Tensor | None = None) -> DCPlan:
+        """Run every cascade on masked k-space ``(N, C, H, W)`` complex with its sampling mask.
+
+        ``acs``: bool ``(S, 1, 1, W)`` (S = 1 or N), the autocalibration columns. When omitted it is
+        searched for on the host (:func:`fastrecon.physics.acs_masks`), which breaks compiled graphs;
+        the API passes it in. Returns the bound plan after the last cascade.
+        """
+        if kspace0.ndim != 4 or not kspace0.is_complex():
+            raise InputError(
+                f"kspace0 must be complex (N, C, H, W), got shape {tuple(kspace0.shape)} and dtype {kspace0.dtype}."
+            )
+        mask = broadcast_mask(mask, kspace0.shape)
+        if acs is None:
+            acs = acs_masks(mask, min_lines=self.min_acs_lines)[:, None, None, :]
+        with self._networks(kspace0.device):
+            sens = self.sens_net(kspace0, mask, acs)
+        plan = self.dc.bind(kspace0, mask, sens)
+        for module, correct in zip(self.cascades, self.correction_calls(), strict=True):
+            with self._networks(kspace0.device):
+                correction = correct(plan.image())
+            plan.step(correction, cast(Cascade, module).dc_weight)
+        return plan
+
+    def forward(
+        self, kspace0: torch.Tensor, mask: torch.Tensor, acs: torch.Tensor | None = None, output: Output = "rss"
+    ) -> torch.Tensor:
+        """RSS magnitude ``(N, H, W)`` (``output="rss"``) or the coil-combined complex image
+        (``output="complex"``) from masked k-space ``(N, C, H, W)``, its mask and optionally its ACS block."""
+        plan = self.unroll(kspace0, mask, acs)
+        return plan.rss_image() if output == "rss" else plan.combined_image()

@@ -26,7 +26,7 @@ from torch import nn
 from fastrecon.errors import InputError
 from fastrecon.models.sens import SensitivityModel
 from fastrecon.models.unet import NormUnet
-from fastrecon.models.unrolled import Cascade, UnrolledNet
+from fastrecon.models.unrolled import Cascade, Encode, UnrolledNet
 
 if TYPE_CHECKING:
     from fastrecon.registry import ModelConfig
@@ -40,8 +40,8 @@ class VarNetCascade(Cascade):
         self.model = NormUnet(chans, pools)
         self.dc_weight = nn.Parameter(torch.ones(1))
 
-    def correction(self, image: torch.Tensor, shared: nn.Module | None) -> torch.Tensor:
-        """``NormUnet(image)`` for the coil-combined complex image ``(N, H, W)``."""
+    def correction(self, image: torch.Tensor, encode: Encode | None) -> torch.Tensor:
+        """``NormUnet(image)`` for the coil-combined complex image ``(N, H, W)`` (no encoder)."""
         return self.model(image)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from fastrecon.errors import InputError
+from fastrecon.physics.coils import sens_expand, sens_reduce
 
 
 def broadcast_mask(mask: torch.Tensor, kspace_shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
@@ -52,3 +53,20 @@ def soft_dc(
 def hard_dc(kspace: torch.Tensor, kspace0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Projection onto the measured data: sampled entries become ``k0``, the others stay ``k``."""
     return torch.where(broadcast_mask(mask, kspace.shape), kspace0, kspace)
+
+
+def cascade_step(
+    kspace: torch.Tensor,
+    kspace0: torch.Tensor,
+    mask: torch.Tensor,
+    dc_weight: torch.Tensor | float,
+    sens: torch.Tensor,
+    correction: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One cascade's k-space update in fastMRI's order of operations (the fp32 eager reference).
+
+    ``k' = k - w M (k - k0) - fft2c(S correction)``; returns ``(k', R F^-1 k')``. kspace, kspace0,
+    sens ``(N, C, H, W)``, correction ``(N, H, W)``, mask broadcastable to k-space.
+    """
+    kspace_next = soft_dc(kspace, kspace0, mask, dc_weight) - sens_expand(correction, sens)
+    return kspace_next, sens_reduce(kspace_next, sens)

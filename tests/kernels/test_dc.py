@@ -22,7 +22,8 @@ from torch import nn
 
 from fastrecon.errors import InputError, InputTypeError
 from fastrecon.kernels import dc, ops
-from fastrecon.models.unrolled import Cascade, EagerDCOps, UnrolledNet
+from fastrecon.models.unrolled import Cascade, UnrolledNet
+from fastrecon.physics.plan import KSPACE_2D
 from fastrecon.physics import ifft2c, rss
 from tests.kernels._compare import assert_matches
 
@@ -142,21 +143,19 @@ def test_cascade_step(case: tuple[Any, ...]) -> None:
     assert_matches(image_next, oracle[1], eager[1], name="cascade_step image'")
 
 
-def test_cascade_step_matches_the_eager_dc_ops() -> None:
-    """The DCOps contract: TritonDCOps and EagerDCOps agree on a 4-D mask from broadcast_mask."""
+def test_cascade_step_matches_the_eager_dc_form() -> None:
+    """The DC-form contract: TRITON_2D and the eager KSPACE_2D agree on a 4-D mask from broadcast_mask."""
     x = _inputs((2, 4, 9, 10, "4d", False))
     mask = x["mask"]
     args = (x["kspace"], x["kspace0"], mask, x["dc_weight"], x["sens"], x["image"])
-    got = ops.TritonDCOps().cascade_step(*args)
-    want = EagerDCOps().cascade_step(*args)
-    oracle = EagerDCOps().cascade_step(*(_c128(a) if a.is_complex() else a for a in args))
+    got = ops.TRITON_2D.step(*args)
+    want = KSPACE_2D.step(*args)
+    oracle = KSPACE_2D.step(*(_c128(a) if a.is_complex() else a for a in args))
     for name, g, w, o in zip(("k'", "image'"), got, want, oracle, strict=True):
         assert_matches(g, o, w, name=name)
-    reduced = ops.TritonDCOps().sens_reduce(x["kspace"], x["sens"])
+    reduced = ops.TRITON_2D.reduce(x["kspace"], x["sens"])
     oracle_reduced = ops.sens_reduce_ref(_c128(x["kspace"]), _c128(x["sens"]))
-    assert_matches(
-        reduced, oracle_reduced, EagerDCOps().sens_reduce(x["kspace"], x["sens"]), name="sens_reduce"
-    )
+    assert_matches(reduced, oracle_reduced, KSPACE_2D.reduce(x["kspace"], x["sens"]), name="sens_reduce")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -407,7 +406,7 @@ def test_cpu_without_interpreter_uses_the_reference_and_import_is_lazy() -> None
 class _RssSens(nn.Module):
     """Sensitivities from the zero-filled coil images, normalised by their RSS (eps-guarded)."""
 
-    def forward(self, kspace0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, kspace0: torch.Tensor, mask: torch.Tensor, acs: torch.Tensor | None = None) -> torch.Tensor:
         coils = ifft2c(kspace0)
         return coils / (rss(coils, dim=1).unsqueeze(1) + 1e-6)
 
@@ -418,7 +417,7 @@ class _ConvCascade(Cascade):
         self.dc_weight = nn.Parameter(torch.full((1,), 0.8))
         self.conv = nn.Conv2d(2, 2, 3, padding=1)
 
-    def correction(self, image: torch.Tensor, shared: nn.Module | None) -> torch.Tensor:
+    def correction(self, image: torch.Tensor, encode: object) -> torch.Tensor:
         real = torch.view_as_real(image).permute(0, 3, 1, 2)
         out = self.conv(real).permute(0, 2, 3, 1).contiguous()
         return torch.view_as_complex(out)
@@ -445,9 +444,9 @@ def _model_parity(n: int, c: int, h: int, w: int, cascades: int, device: torch.d
     kspace0 = kspace * mask
     before = _launched("expand", "dc", "reduce")
     with torch.no_grad():
-        model.dc_ops = ops.TritonDCOps()
+        model.dc = ops.TRITON_2D
         fused = model(kspace0, mask)
-        model.dc_ops = EagerDCOps()
+        model.dc = KSPACE_2D
         eager = model(kspace0, mask)
     _assert_ran(before, "expand", "dc", "reduce")
     return _psnr(fused, eager)
@@ -462,9 +461,9 @@ def test_model_gradients_with_kernels_match_eager() -> None:
     kspace = _randc(1, 3, 8, 7)
     mask = torch.tensor([1, 0, 1, 1, 1, 0, 0], dtype=torch.bool, device=DEVICE)
     grads = []
-    for dc_ops in (ops.TritonDCOps(), EagerDCOps()):
+    for dc in (ops.TRITON_2D, KSPACE_2D):
         model.zero_grad()
-        model.dc_ops = dc_ops
+        model.dc = dc
         model(kspace * mask, mask).pow(2).sum().backward()
         grads.append([p.grad.clone() for p in model.parameters()])  # type: ignore[union-attr]
     for fused, eager in zip(*grads, strict=True):

@@ -117,7 +117,7 @@ def test_layer_fusion_matches_manual_softmax_of_layernorms() -> None:
         fusion.logits.copy_(torch.tensor([2.0, -1.0, 0.5]))
     fused, _ = fusion(features)
     torch.testing.assert_close(fused, manual())
-    with pytest.raises(InputError, match="expected 3"):
+    with pytest.raises(InputError, match="built for 3 x 8"):
         fusion(features[:2])
 
 

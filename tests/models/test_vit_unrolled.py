@@ -63,7 +63,7 @@ def model() -> ViTUnrolledNet:
 
 def test_structure_one_shared_encoder(model: ViTUnrolledNet) -> None:
     assert len(model.cascades) == 3 and all(isinstance(c, ViTCascade) for c in model.cascades)
-    assert isinstance(model.encoder, FrozenEncoder) and model.shared_module() is model.encoder
+    assert isinstance(model.encoder, FrozenEncoder) and model.encoder_call() is not None and not model.features_replaced
     assert model.encoder.is_pruned
     encoders = [m for m in model.modules() if isinstance(m, FrozenEncoder)]
     assert encoders == [model.encoder]
@@ -138,5 +138,5 @@ def test_from_config_rejects_other_families() -> None:
 
 
 def test_cascade_needs_the_shared_encoder(model: ViTUnrolledNet) -> None:
-    with pytest.raises(InputTypeError, match="FrozenEncoder"):
+    with pytest.raises(InputTypeError, match="encoder call"):
         _cascades(model)[0].correction(torch.zeros(1, 8, 8, dtype=torch.complex64), None)

@@ -1,0 +1,122 @@
+"""The backend registry: how ``fastrecon.load(name, backend=..., precision=...)`` runs a model.
+
+A backend is one entry: its name, the precisions it honours and ``prepare(model, device, precision)``,
+which returns a :class:`Runner` mapping a :class:`~fastrecon.prepare.PreparedInput` chunk to the
+output. Backends change a model only through its documented seams (``model.dc``,
+``model.network_dtype``, ``set_encoder_features``, ``set_decoders``), never by patching code.
+
+Importing this module imports no optional dependency; each backend imports what it needs when it
+prepares a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from fastrecon.errors import BackendUnavailableError, UnknownNameError, close_matches
+from fastrecon.models.unrolled import Output, UnrolledNet
+from fastrecon.prepare import PreparedInput
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""Precision names -> the dtype the networks run in (``None``: fp32). DC always stays complex64."""
+
+
+class Runner(Protocol):
+    """A model prepared by a backend. ``static_batch``: chunks must be padded to this batch (or None)."""
+
+    static_batch: int | None
+
+    def __call__(self, prepared: PreparedInput, output: Output) -> torch.Tensor:
+        """The RSS image ``(B, H, W)`` (``output="rss"``) or coil-combined complex image (``"complex"``)
+        of a prepared chunk, still scaled (the caller unscales)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """What actually ran: backend, precision, DC form and backend-specific facts (cache hits, ...)."""
+        ...
+
+
+@dataclass
+class ModuleRunner:
+    """Runs ``forward`` (the model's own, or a compiled version of it) on prepared chunks."""
+
+    model: UnrolledNet
+    backend: str
+    precision: str
+    forward: Callable[..., torch.Tensor] | None = None
+    static_batch: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, prepared: PreparedInput, output: Output) -> torch.Tensor:
+        forward = self.forward or self.model.forward
+        return forward(prepared.kspace, prepared.mask, prepared.acs, output)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "precision": self.precision,
+            "dc": self.model.dc.name,
+            "network_dtype": str(self.model.network_dtype or torch.float32).replace("torch.", ""),
+            **self.details,
+        }
+
+
+PrepareFn = Callable[[UnrolledNet, torch.device, str], Runner]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A registered backend."""
+
+    name: str
+    precisions: tuple[str, ...]
+    prepare: PrepareFn
+    description: str
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Add a backend (name unique)."""
+    if backend.name in _BACKENDS:
+        raise UnknownNameError(f"backend {backend.name!r} is already registered.")
+    unknown = set(backend.precisions) - set(PRECISIONS)
+    if unknown:
+        raise UnknownNameError(f"backend {backend.name!r} lists unknown precisions {sorted(unknown)}.")
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def list_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; unknown names are answered with the registered ones."""
+    if not isinstance(name, str) or name not in _BACKENDS:
+        raise UnknownNameError(f"unknown backend {name!r}. {close_matches(str(name), list(_BACKENDS))}")
+    return _BACKENDS[name]
+
+
+def check_precision(backend: Backend, precision: str) -> None:
+    """Refuse a precision the backend does not honour (never ignore it)."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise UnknownNameError(
+            f"unknown precision {precision!r}. {close_matches(str(precision), list(PRECISIONS))}"
+        )
+    if precision not in backend.precisions:
+        raise BackendUnavailableError(
+            f"backend {backend.name!r} runs precision {', '.join(backend.precisions)}; {precision!r} was asked for."
+        )
+
+
+def prepare_runner(model: UnrolledNet, backend: str, device: torch.device, precision: str) -> Runner:
+    """Look the backend up, check the precision, and prepare ``model`` (already on ``device``, eval)."""
+    entry = get_backend(backend)
+    check_precision(entry, precision)
+    return entry.prepare(model, device, precision)
