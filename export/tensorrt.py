@@ -57,8 +57,9 @@ FP32_OPS = frozenset(
     }
 )
 
-# Top-level call_function targets of a fully compiled graph that are not computation: tuple
-# unpacking and symbolic-shape bookkeeping of the dynamic batch.
+# Top-level call_function targets of a fully compiled graph that are not computation: symbolic-shape
+# bookkeeping of the dynamic batch (sizes, SymInt arithmetic, asserts). Allowed only where the node
+# does not produce a tensor: a Python ``operator.add`` on tensors would be PyTorch work.
 _BOOKKEEPING_PREFIXES = ("_operator.", "torch.ops.aten.sym_", "torch.sym_", "torch.ops.aten._assert_scalar")
 
 
@@ -181,7 +182,7 @@ def torch_fallback_nodes(graph_module: torch.fx.GraphModule) -> list[str]:
     """Names of the top-level nodes of a compiled graph that would run in PyTorch, not TensorRT.
 
     A fully compiled graph calls TensorRT engine submodules (not ``fx.GraphModule``) and otherwise
-    only unpacks outputs and computes symbolic sizes. Reported: ``call_module`` of a
+    only unpacks outputs (``getitem``) and computes symbolic sizes (no tensor results). Reported: ``call_module`` of a
     ``GraphModule`` (the partitioner's ``_run_on_gpu_*`` PyTorch segments), any other
     ``call_function``/``call_method``, and ``"<no TensorRT engine>"`` when there is no engine at all.
     """
@@ -196,7 +197,10 @@ def torch_fallback_nodes(graph_module: torch.fx.GraphModule) -> list[str]:
                 engines += 1
         elif node.op == "call_function":
             name = _qualified_name(node.target)
-            if node.target is operator.getitem or name.startswith(_BOOKKEEPING_PREFIXES):
+            if node.target is operator.getitem:  # unpacks an engine's outputs; computes nothing
+                continue
+            makes_tensor = isinstance(node.meta.get("val"), torch.Tensor)
+            if name.startswith(_BOOKKEEPING_PREFIXES) and not makes_tensor:
                 continue
             found.append(f"{node.name} ({name})")
         elif node.op == "call_method":

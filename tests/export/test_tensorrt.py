@@ -262,6 +262,16 @@ def test_pytorch_segments_and_stray_ops_are_reported() -> None:
     assert "_run_on_gpu_1" in found
     (found,) = torch_fallback_nodes(_compiled_graph(stray_op=True))
     assert "torch.ops.aten.add.Tensor" in found
+    # Python operators are size arithmetic only while they make no tensor.
+    gm = _compiled_graph()
+    (out,) = [n for n in gm.graph.nodes if n.op == "output"]
+    with gm.graph.inserting_before(out):
+        first = out.args[0][0]
+        plus = gm.graph.call_function(operator.add, (first, first))
+    plus.meta["val"] = torch.empty(2, 3)
+    out.args = ((plus, out.args[0][1]),)
+    (found,) = torch_fallback_nodes(gm)
+    assert "_operator.add" in found
     assert torch_fallback_nodes(_compiled_graph(engine=False)) == ["<no TensorRT engine>"]
 
 
