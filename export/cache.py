@@ -81,6 +81,8 @@ class EngineKey:
         weights_sha256: :func:`state_dict_sha256` of the encoder.
         architecture: the encoder's architecture (library, arch, blocks, options), since equal
             weights shapes do not pin the graph (e.g. the number of attention heads).
+        settings: the compile settings the engine was built with (canonical text), so a change of
+            recipe (e.g. which ops autocast keeps in fp32) does not reuse old engines.
     """
 
     gpu_name: str
@@ -94,6 +96,7 @@ class EngineKey:
     img_size: int
     weights_sha256: str
     architecture: str = ""
+    settings: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (tuples become lists)."""

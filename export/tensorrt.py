@@ -165,7 +165,19 @@ def make_engine_key(
         img_size=int(encoder.config.img_size),
         weights_sha256=state_dict_sha256(_pruned(encoder)),
         architecture=encoder_architecture(encoder),
+        settings=settings_text(compile_settings(str(torch_tensorrt_version), precision)),
     )
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    """Canonical text of compile settings for the cache key (sets sorted, dtypes by name)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, set | frozenset):
+            return sorted(plain(v) for v in value)
+        return value if isinstance(value, bool | int | float | str) or value is None else str(value)
+
+    return json.dumps({k: plain(v) for k, v in settings.items()}, sort_keys=True, separators=(",", ":"))
 
 
 def _pruned(encoder: FrozenEncoder) -> FrozenEncoder:

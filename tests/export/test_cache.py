@@ -31,10 +31,11 @@ KEY = EngineKey(
     img_size=224,
     weights_sha256="ab" * 32,
     architecture="timm:vit_base_patch16_224:blocks=6",
+    settings='{"min_block_size":1,"require_full_compilation":true}',
 )
 # Pinned: a change of the canonical form (field names, JSON layout, manifest format) must be deliberate,
 # since it orphans every engine already cached on users' machines.
-KEY_DIGEST = "e63a00c389bc7f181347d48ec0206b4308d4d3a1addc9869b770810896ef7a53"
+KEY_DIGEST = "4052beec1a174eb17eb7b0a752affc297f1f2299d0be96336e8df550b0aed490"
 
 # One changed value per field.
 CHANGED = {
@@ -49,6 +50,7 @@ CHANGED = {
     "img_size": 256,
     "weights_sha256": "cd" * 32,
     "architecture": "open_clip:ViT-B-16:blocks=6",
+    "settings": '{"disable_tf32":true,"min_block_size":1,"require_full_compilation":true}',
 }
 
 ENGINE = {"weights": torch.arange(6.0), "name": "stand-in engine"}

@@ -188,6 +188,8 @@ def test_engine_key_from_given_environment(encoder: FrozenEncoder) -> None:
     assert (key.precision, key.batch, key.img_size) == ("fp16", (1, 8, 32), S)
     assert key.weights_sha256 == state_dict_sha256(encoder)
     assert "vit_tiny_patch16_224" in key.architecture and "blocks=6" in key.architecture
+    assert '"enable_autocast":true' in key.settings and "torch.ops.aten.layer_norm.default" in key.settings
+    assert key.settings != make_engine_key(encoder, batch=(1, 8, 32), precision="fp32", **ENV).settings
     assert key == make_engine_key(encoder, batch=(1, 8, 32), precision="fp16", **ENV)
 
 
