@@ -53,7 +53,7 @@ CHANGED = {
     "settings": '{"disable_tf32":true,"min_block_size":1,"require_full_compilation":true}',
 }
 
-ENGINE = {"weights": torch.arange(6.0), "name": "stand-in engine"}
+ENGINE: dict[str, Any] = {"weights": torch.arange(6.0), "name": "stand-in engine"}
 
 
 def _write(path: Path) -> None:
@@ -97,7 +97,7 @@ def test_key_round_trips_through_json() -> None:
 
 
 def test_state_dict_sha256_is_deterministic_and_sensitive() -> None:
-    def build() -> nn.Module:
+    def build() -> nn.Sequential:
         torch.manual_seed(3)
         return nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3))
 
@@ -105,7 +105,7 @@ def test_state_dict_sha256_is_deterministic_and_sensitive() -> None:
     assert state_dict_sha256(a) == state_dict_sha256(b)
     assert len(state_dict_sha256(a)) == 64
     with torch.no_grad():
-        b[0].weight[1, 2] += 1e-6
+        b.get_parameter("0.weight")[1, 2] += 1e-6
     assert state_dict_sha256(b) != state_dict_sha256(a)
     # Same bytes under another name, or another dtype, is another model.
     renamed = nn.Sequential(nn.Identity(), *build())

@@ -197,7 +197,7 @@ def test_engine_key_follows_the_weights_that_run(encoder: FrozenEncoder) -> None
     key = make_engine_key(encoder, batch=(1, 8, 32), precision="fp16", **ENV)
     changed = copy.deepcopy(encoder)
     with torch.no_grad():
-        changed.blocks[5].mlp.fc2.bias[0] += 1e-3
+        changed.get_parameter("backbone.blocks.5.mlp.fc2.bias")[0] += 1e-3
     assert make_engine_key(changed, batch=(1, 8, 32), precision="fp16", **ENV).digest() != key.digest()
     # Blocks after num_blocks never run and are not in the engine: an unpruned encoder has the same key.
     torch.manual_seed(2)
