@@ -1,11 +1,18 @@
-"""Deployment backends: the registry (:mod:`fastrecon.export._backend`) and its entries.
+"""Deployment backends (DESIGN.md sections 4 and 7): the registry and its entries.
 
-- ``eager``, ``triton`` (:mod:`fastrecon.export.eager`)
-- ``compile``: torch.compile, CUDA graphs on GPU (:mod:`fastrecon.export.compile`)
-- ``onnxruntime``: encoder and decoders as ONNX graphs run by ONNX Runtime (:mod:`fastrecon.export.onnx`)
-- ``tensorrt``: the frozen encoder as a Torch-TensorRT engine (:mod:`fastrecon.export.tensorrt_backend`)
+- :mod:`fastrecon.export._backend`: the registry (``get_backend``, ``prepare_runner``, ``Runner``).
+- ``eager``, ``triton``: :mod:`fastrecon.export.eager`.
+- ``compile``: :mod:`fastrecon.export.compile` (torch.compile; CUDA graphs on GPU).
+- ``onnxruntime``: :mod:`fastrecon.export.onnx` (encoder and decoders as ONNX graphs).
+- ``tensorrt``: :mod:`fastrecon.export.tensorrt_backend`, built on
+  :mod:`fastrecon.export.encoder_export` (``torch.export`` of ``encoder.features`` with a dynamic batch),
+  :mod:`fastrecon.export.cache` (engines on disk under ``$FASTRECON_HOME/engines``, keyed by GPU, SM,
+  TensorRT, CUDA, torch, Torch-TensorRT, precision, shapes and weights sha256; verified on load,
+  written atomically) and :mod:`fastrecon.export.tensorrt` (``build_encoder_engine``: an FP16 or FP32
+  TensorRT engine with no PyTorch fallback, used in place of ``encoder.features``).
 
-Importing this package registers every backend and imports no optional dependency.
+Importing this package registers every backend; nothing here imports ONNX Runtime or TensorRT, or
+initialises CUDA, at import time.
 """
 
 from __future__ import annotations

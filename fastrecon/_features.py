@@ -22,6 +22,7 @@ EXTRAS = {
     "triton": "triton",
     "cupy": "cuda",
     "torch_tensorrt": "tensorrt",
+    "tensorrt": "tensorrt",
     "onnx": "onnx",
     "onnxruntime": "onnx",
     "onnxscript": "onnx",
