@@ -26,11 +26,8 @@ class CompiledRunner(ModuleRunner):
     """A :class:`ModuleRunner` whose forward is compiled; counts the shapes it has compiled for."""
 
     def __init__(self, model: UnrolledNet, precision: str, device: torch.device) -> None:
-        options: dict[str, Any]
-        if device.type == "cuda":
-            options = {"mode": "reduce-overhead"}
-        else:
-            options = {"options": {"freezing": True}}
+        cuda = device.type == "cuda"
+        options: dict[str, Any] = {"mode": "reduce-overhead"} if cuda else {"options": {"freezing": True}}
         compiled = torch.compile(model.forward, fullgraph=True, dynamic=False, **options)
         super().__init__(model, "compile", precision, forward=compiled, static_batch=1)
         self._shapes: set[tuple[Any, ...]] = set()

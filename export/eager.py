@@ -50,5 +50,7 @@ EAGER = register_backend(
     )
 )
 TRITON = register_backend(
-    Backend("triton", ("fp32", "bf16", "fp16"), _triton, "eager networks, fused Triton data-consistency kernels")
+    Backend(
+        "triton", ("fp32", "bf16", "fp16"), _triton, "eager networks, fused Triton data-consistency kernels"
+    )
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import numbers
 import os
 from dataclasses import dataclass
@@ -52,6 +54,15 @@ class Reconstructor:
         """What runs: model, device, backend, precision, data-consistency form, and the backend's own
         facts (compiled or not, engine cache hits, ...), so a benchmark can record it."""
         return {"model": self.config.name, "device": str(self.device), **self.runner.info()}
+
+    def with_backend(self, backend: str, precision: str = "fp32") -> Reconstructor:
+        """The same model and weights on another backend / precision (a copy of the model; engines and
+        sessions this one holds are shared, not copied, then dropped from the copy)."""
+        memo: dict[int, object] = {id(o): o for o in self.model.backend_objects() if o is not None}
+        model = copy.deepcopy(self.model, memo)
+        model.reset_backend()
+        runner = prepare_runner(model, backend, self.device, precision)
+        return dataclasses.replace(self, model=model, runner=runner, backend=backend, precision=precision)
 
     def reconstruct(
         self, kspace: Any, mask: Any = None, *, return_complex: bool = False, batch_size: int | None = None
@@ -107,7 +118,9 @@ class Reconstructor:
         outputs = []
         with torch.inference_mode():
             for start in range(0, num, batch):
-                chunk_mask = mask_t[start : start + batch] if per_slice_mask and mask_t is not None else mask_t
+                chunk_mask = (
+                    mask_t[start : start + batch] if per_slice_mask and mask_t is not None else mask_t
+                )
                 prepared = prepare(
                     tensor[start : start + batch],
                     chunk_mask,
@@ -176,7 +189,9 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
             f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here."
         )
     if resolved.type not in ("cpu", "cuda"):
-        raise BackendUnavailableError(f"device {str(device)!r} is not supported; expected 'cpu', 'cuda' or 'cuda:N'.")
+        raise BackendUnavailableError(
+            f"device {str(device)!r} is not supported; expected 'cpu', 'cuda' or 'cuda:N'."
+        )
     return resolved
 
 

@@ -63,7 +63,9 @@ class PreparedInput:
         """Undo the per-slice scale of a model output ``(B', H, W)`` (B' <= B drops padding), in the
         input's precision (float32/complex64 for complex64 input, float64/complex128 for complex128)."""
         real = torch.float64 if self.dtype == torch.complex128 else torch.float32
-        target = (torch.complex128 if real == torch.float64 else torch.complex64) if image.is_complex() else real
+        target = (
+            (torch.complex128 if real == torch.float64 else torch.complex64) if image.is_complex() else real
+        )
         scale = self.scale[: image.shape[0]].to(real).view(-1, 1, 1)
         return image.to(target) / scale
 
@@ -107,5 +109,7 @@ def prepare(
         kspace = kspace.to(torch.complex128)  # a scale outside float32's normal range: multiply in float64
     scaled = (kspace * scale.to(kspace.real.dtype).view(-1, 1, 1, 1)).to(torch.complex64)
     if not bool(torch.isfinite(torch.view_as_real(scaled)).all()):
-        raise InputError("k-space could not be brought into complex64 range; its values span too many decades.")
+        raise InputError(
+            "k-space could not be brought into complex64 range; its values span too many decades."
+        )
     return PreparedInput(kspace=scaled, mask=mask_b, acs=acs, scale=scale, dtype=dtype)

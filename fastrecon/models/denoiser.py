@@ -84,7 +84,7 @@ class LayerFusion(nn.Module):
         self.logits = nn.Parameter(torch.zeros(num_layers))
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        dim = self.norms[0].normalized_shape[0]
+        dim = cast(nn.LayerNorm, self.norms[0]).normalized_shape[0]
         if len(features) != len(self.norms) or any(f.ndim != 4 or f.shape[1] != dim for f in features):
             raise InputError(
                 f"the encoder gives {len(features)} feature maps of shapes {[tuple(f.shape) for f in features]}; "

@@ -69,6 +69,15 @@ class UnrolledNet(nn.Module):
         self.dc: DCForm = KSPACE_2D
         self.network_dtype: torch.dtype | None = None
 
+    def reset_backend(self) -> None:
+        """Back to the eager fp32 reference: 2-D DC form, fp32 networks, no engines."""
+        self.dc = KSPACE_2D
+        self.network_dtype = None
+
+    def backend_objects(self) -> list[object]:
+        """Objects a backend attached (engines, sessions): shared, not copied, by ``copy.deepcopy``."""
+        return [self.dc]
+
     def encoder_call(self) -> Encode | None:
         """What the cascades call for encoder features (``None``: no encoder)."""
         return None
@@ -111,7 +120,11 @@ class UnrolledNet(nn.Module):
         return plan
 
     def forward(
-        self, kspace0: torch.Tensor, mask: torch.Tensor, acs: torch.Tensor | None = None, output: Output = "rss"
+        self,
+        kspace0: torch.Tensor,
+        mask: torch.Tensor,
+        acs: torch.Tensor | None = None,
+        output: Output = "rss",
     ) -> torch.Tensor:
         """RSS magnitude ``(N, H, W)`` (``output="rss"``) or the coil-combined complex image
         (``output="complex"``) from masked k-space ``(N, C, H, W)``, its mask and optionally its ACS block."""

@@ -22,7 +22,6 @@ from fastrecon.models.sens import SensitivityModel
 from fastrecon.models.unrolled import Cascade, Correction, Encode, UnrolledNet
 from fastrecon.registry import DecoderConfig, EncoderConfig, ModelConfig, SensConfig
 
-
 Features = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 """Normalised pixels ``(B, 3, S, S)`` -> one feature map ``(B, D, g, g)`` per used encoder block."""
 
@@ -35,7 +34,9 @@ class ViTCascade(Cascade):
         self.dc_weight = nn.Parameter(torch.ones(1))
         self.denoiser = ViTDenoiser(encoder, decoder)
 
-    def correction(self, image: torch.Tensor, encode: Encode | None, decode: Decode | None = None) -> torch.Tensor:
+    def correction(
+        self, image: torch.Tensor, encode: Encode | None, decode: Decode | None = None
+    ) -> torch.Tensor:
         """``c(x) = x - D(x)`` of the coil-combined image ``(N, H, W)`` complex; ``encode`` is the
         model's encoder call (magnitude ``(B, 1, H, W)`` -> feature maps); ``decode`` an optional
         replacement of the denoiser's real-valued decoder (an engine)."""
@@ -106,11 +107,21 @@ class ViTUnrolledNet(UnrolledNet):
 
     def correction_calls(self) -> list[Correction]:
         encode = self.encoder_call()
-        decoders: list[Decode | None] = list(self._decoders) if self._decoders else [None] * len(self.cascades)
+        decoders: list[Decode | None] = (
+            list(self._decoders) if self._decoders else [None] * len(self.cascades)
+        )
         return [
             functools.partial(cast(ViTCascade, c).correction, encode=encode, decode=d)
             for c, d in zip(self.cascades, decoders, strict=True)
         ]
+
+    def reset_backend(self) -> None:
+        super().reset_backend()
+        self._features = None
+        self._decoders = None
+
+    def backend_objects(self) -> list[object]:
+        return [*super().backend_objects(), self._features, *(self._decoders or [])]
 
     def set_decoders(self, decoders: Sequence[Decode] | None) -> None:
         """Replace each cascade's real-valued ``denoiser.decode`` (one callable per cascade, in order);

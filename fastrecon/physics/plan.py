@@ -58,7 +58,8 @@ class DCPlan(Protocol):
 class DCForm(Protocol):
     """A way of running data consistency: ``name`` (reported to users) and ``bind``."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def bind(self, kspace0: torch.Tensor, mask: torch.Tensor, sens: torch.Tensor) -> DCPlan:
         """Bind to masked k-space ``(N, C, H, W)``, its mask (broadcastable) and maps ``(N, C, H, W)``."""

@@ -23,8 +23,8 @@ from torch import nn
 from fastrecon.errors import InputError, InputTypeError
 from fastrecon.kernels import dc, ops
 from fastrecon.models.unrolled import Cascade, UnrolledNet
-from fastrecon.physics.plan import KSPACE_2D
 from fastrecon.physics import ifft2c, rss
+from fastrecon.physics.plan import KSPACE_2D
 from tests.kernels._compare import assert_matches
 
 DEVICE = torch.device("cpu" if dc._INTERPRETED else "cuda")
@@ -406,7 +406,9 @@ def test_cpu_without_interpreter_uses_the_reference_and_import_is_lazy() -> None
 class _RssSens(nn.Module):
     """Sensitivities from the zero-filled coil images, normalised by their RSS (eps-guarded)."""
 
-    def forward(self, kspace0: torch.Tensor, mask: torch.Tensor, acs: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, kspace0: torch.Tensor, mask: torch.Tensor, acs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         coils = ifft2c(kspace0)
         return coils / (rss(coils, dim=1).unsqueeze(1) + 1e-6)
 
@@ -461,9 +463,9 @@ def test_model_gradients_with_kernels_match_eager() -> None:
     kspace = _randc(1, 3, 8, 7)
     mask = torch.tensor([1, 0, 1, 1, 1, 0, 0], dtype=torch.bool, device=DEVICE)
     grads = []
-    for dc in (ops.TRITON_2D, KSPACE_2D):
+    for form in (ops.TRITON_2D, KSPACE_2D):
         model.zero_grad()
-        model.dc = dc
+        model.dc = form
         model(kspace * mask, mask).pow(2).sum().backward()
         grads.append([p.grad.clone() for p in model.parameters()])  # type: ignore[union-attr]
     for fused, eager in zip(*grads, strict=True):

@@ -63,7 +63,11 @@ def model() -> ViTUnrolledNet:
 
 def test_structure_one_shared_encoder(model: ViTUnrolledNet) -> None:
     assert len(model.cascades) == 3 and all(isinstance(c, ViTCascade) for c in model.cascades)
-    assert isinstance(model.encoder, FrozenEncoder) and model.encoder_call() is not None and not model.features_replaced
+    assert (
+        isinstance(model.encoder, FrozenEncoder)
+        and model.encoder_call() is not None
+        and not model.features_replaced
+    )
     assert model.encoder.is_pruned
     encoders = [m for m in model.modules() if isinstance(m, FrozenEncoder)]
     assert encoders == [model.encoder]
