@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from . import compile as _compile  # noqa: F401  (registers compile)
 from . import eager as _eager  # noqa: F401  (registers eager, triton)
+from . import tensorrt_backend as _tensorrt_backend  # noqa: F401  (registers tensorrt)
 from ._backend import Backend, Runner, get_backend, list_backends, prepare_runner, register_backend
 
 __all__ = ["Backend", "Runner", "get_backend", "list_backends", "prepare_runner", "register_backend"]

@@ -12,6 +12,7 @@ to eager. Each new shape compiles once (seconds on CPU for demo-x8, minutes for 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -20,6 +21,8 @@ from fastrecon.models.unrolled import Output, UnrolledNet
 
 from ._backend import Backend, ModuleRunner, register_backend
 from .eager import set_precision, triton_dc
+
+_COMPLEX_WARNING = "Torchinductor does not support code generation for complex operators"
 
 
 class CompiledRunner(ModuleRunner):
@@ -38,7 +41,11 @@ class CompiledRunner(ModuleRunner):
         if key not in self._shapes:
             self._shapes.add(key)
             self.details["compiled_shapes"] = len(self._shapes)
-        result = super().__call__(prepared, output)
+        with warnings.catch_warnings():
+            # Inductor leaves complex ops (FFTs, DC) unfused and says so at every compile; that is the
+            # design (DESIGN.md section 6): the networks are what it fuses.
+            warnings.filterwarnings("ignore", message=_COMPLEX_WARNING)
+            result = super().__call__(prepared, output)
         # CUDA-graph outputs live in a pool the next replay overwrites: hand back a copy.
         return result.clone() if prepared.kspace.device.type == "cuda" else result
 

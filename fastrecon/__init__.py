@@ -23,6 +23,10 @@ def __getattr__(name: str) -> Any:
         from fastrecon import api
 
         return getattr(api, name)
+    if name == "parity":
+        import importlib
+
+        return importlib.import_module("fastrecon.parity")
     raise AttributeError(f"module 'fastrecon' has no attribute {name!r}")
 
 

@@ -103,7 +103,7 @@ def compare(test: Any, reference: Any, *, precision: str = "fp32", target: Any |
     error = (t - r).abs()
     max_abs = float(error.max()) if finite else math.inf
     mse = float((t_mag - r_mag).pow(2).mean()) if finite else math.inf
-    psnr = math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+    psnr = -math.inf if not finite else math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
     nrmse = float((t_mag - r_mag).norm() / r_mag.norm()) if finite else math.inf
     if not finite:
         ssim_delta = math.inf

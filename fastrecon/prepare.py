@@ -53,11 +53,15 @@ class PreparedInput:
             return self
 
         def pad(t: torch.Tensor) -> torch.Tensor:
-            if t.shape[0] == 1:
-                return t
             return torch.cat([t, t[-1:].expand(extra, *t.shape[1:])])
 
-        return PreparedInput(pad(self.kspace), pad(self.mask), pad(self.acs), pad(self.scale), self.dtype)
+        def pad_per_slice(t: torch.Tensor) -> torch.Tensor:
+            # A mask shared by the chunk (leading 1) broadcasts to any batch; a per-slice one is padded.
+            return pad(t) if t.shape[0] == self.batch and self.batch > 1 else t
+
+        return PreparedInput(
+            pad(self.kspace), pad_per_slice(self.mask), pad_per_slice(self.acs), pad(self.scale), self.dtype
+        )
 
     def unscale(self, image: torch.Tensor) -> torch.Tensor:
         """Undo the per-slice scale of a model output ``(B', H, W)`` (B' <= B drops padding), in the

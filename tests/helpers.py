@@ -72,3 +72,22 @@ def tiny_varnet_config(name: str = "test-tiny-varnet", cascades: int = 2) -> Mod
 
 def replace(config: ModelConfig, **changes: object) -> ModelConfig:
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+def seed_nonzero_heads(model: torch.nn.Module, seed: int = 0, std: float = 0.05) -> torch.nn.Module:
+    """Give every ViT cascade's zero-initialised head seeded non-zero weights, so the model's output
+    is not the zero-filled input (parity on a model that returns its input proves nothing)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for cascade in model.cascades:  # type: ignore[union-attr]
+            head = cascade.denoiser.head
+            head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * std)
+            head.bias.copy_(torch.randn(head.bias.shape, generator=gen) * std * 0.1)
+    return model
+
+
+def zero_filled(kspace: torch.Tensor) -> torch.Tensor:
+    """RSS of the zero-filled coil images, ``(N, H, W)``."""
+    from fastrecon.physics import ifft2c, rss
+
+    return rss(ifft2c(kspace), dim=1)
