@@ -115,8 +115,53 @@ def check_precision(backend: Backend, precision: str) -> None:
         )
 
 
-def prepare_runner(model: UnrolledNet, backend: str, device: torch.device, precision: str) -> Runner:
-    """Look the backend up, check the precision, and prepare ``model`` (already on ``device``, eval)."""
+DC_FORMS = ("auto", "2d", "hybrid", "residual")
+"""``dc=`` choices: ``auto`` (the 2-D reference on ``eager``, the fastest exact form for the mask
+elsewhere), or a forced form (``hybrid`` / ``residual`` need masks that select whole columns)."""
+
+
+def check_dc(dc: str, backend: str | None = None) -> None:
+    """Refuse an unknown form, and a forced torch-only form on the ``triton`` backend."""
+    if not isinstance(dc, str) or dc not in DC_FORMS:
+        raise UnknownNameError(f"unknown dc form {dc!r}. {close_matches(str(dc), list(DC_FORMS))}")
+    if backend == "triton" and dc in ("hybrid", "residual"):
+        raise BackendUnavailableError(
+            f"backend 'triton' has fused kernels for the 2-D DC form only; dc={dc!r} runs in plain torch "
+            "on the other backends (eager, compile, onnxruntime, tensorrt)."
+        )
+
+
+def choose_dc(model: UnrolledNet, backend: str, device: torch.device, dc: str) -> None:
+    """Set ``model.dc`` for ``dc`` once the backend has set its own 2-D implementation.
+
+    ``auto``: ``eager`` and ``triton`` keep their 2-D form (the reference; the Triton kernels exist for
+    the 2-D form only); a backend whose DC is plain torch takes, for column masks, the residual form on
+    the CPU (measured fastest there) and the hybrid form on CUDA (fewer FFT passes; not yet measured),
+    and the 2-D form for 2-D masks.
+    """
+    from fastrecon.physics.hybrid import HYBRID, RESIDUAL, AutoForm
+    from fastrecon.physics.plan import KSPACE_2D
+
+    check_dc(dc, backend)
+    torch_dc = model.dc is KSPACE_2D
+    if dc == "2d":
+        return
+    if dc == "auto":
+        if backend == "eager" or not torch_dc:
+            return
+        column = RESIDUAL if device.type == "cpu" else HYBRID
+        model.dc = AutoForm(column, name=f"auto:{column.name}")
+        return
+    model.dc = HYBRID if dc == "hybrid" else RESIDUAL
+
+
+def prepare_runner(
+    model: UnrolledNet, backend: str, device: torch.device, precision: str, dc: str = "auto"
+) -> Runner:
+    """Look the backend up, check the precision and DC form, and prepare ``model`` (on ``device``, eval)."""
     entry = get_backend(backend)
     check_precision(entry, precision)
-    return entry.prepare(model, device, precision)
+    check_dc(dc, backend)
+    runner = entry.prepare(model, device, precision)
+    choose_dc(model, backend, device, dc)
+    return runner

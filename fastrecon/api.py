@@ -21,7 +21,7 @@ from fastrecon.errors import (
     ReconstructionError,
 )
 from fastrecon.export import Runner, get_backend, prepare_runner
-from fastrecon.export._backend import check_precision
+from fastrecon.export._backend import check_dc, check_precision
 from fastrecon.models import build_model
 from fastrecon.models.unrolled import Output, UnrolledNet
 from fastrecon.physics import broadcast_mask
@@ -55,13 +55,13 @@ class Reconstructor:
         facts (compiled or not, engine cache hits, ...), so a benchmark can record it."""
         return {"model": self.config.name, "device": str(self.device), **self.runner.info()}
 
-    def with_backend(self, backend: str, precision: str = "fp32") -> Reconstructor:
+    def with_backend(self, backend: str, precision: str = "fp32", dc: str = "auto") -> Reconstructor:
         """The same model and weights on another backend / precision (a copy of the model; engines and
         sessions this one holds are shared, not copied, then dropped from the copy)."""
         memo: dict[int, object] = {id(o): o for o in self.model.backend_objects() if o is not None}
         model = copy.deepcopy(self.model, memo)
         model.reset_backend()
-        runner = prepare_runner(model, backend, self.device, precision)
+        runner = prepare_runner(model, backend, self.device, precision, dc)
         return dataclasses.replace(self, model=model, runner=runner, backend=backend, precision=precision)
 
     def reconstruct(
@@ -204,6 +204,7 @@ def load(
     precision: str = "fp32",
     encoder_weights: str | os.PathLike[str] | None = None,
     batch_size: int | None = None,
+    dc: str = "auto",
 ) -> Reconstructor:
     """Load a registered model (or a fastrecon checkpoint file) ready to reconstruct.
 
@@ -222,8 +223,12 @@ def load(
         encoder_weights: for ``weights=None`` ViT models, a local open_clip/timm checkpoint for the
             frozen encoder (how training starts from pretrained encoders).
         batch_size: slices per forward pass (default: chosen from the input size).
+        dc: data-consistency form: ``"auto"`` (the 2-D reference on ``eager``; on other backends the
+            fastest exact form for the mask), ``"2d"``, ``"hybrid"`` or ``"residual"`` (the last two
+            need masks that select whole phase-encode columns; all three agree to fp32 rounding).
     """
     check_precision(get_backend(backend), precision)
+    check_dc(dc, backend)
     batch_size = _check_batch(batch_size)
     resolved = _resolve_device(device)
     path_like = Path(name)
@@ -258,7 +263,7 @@ def load(
                 )
         _weights.load_state_dict_strict(model, state, str(location.path))
     model.eval().to(resolved)
-    runner = prepare_runner(model, backend, resolved, precision)
+    runner = prepare_runner(model, backend, resolved, precision, dc)
     return Reconstructor(
         model=model,
         config=config,

@@ -78,7 +78,14 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import fastrecon
 
     weights = None if args.weights == "none" else args.weights
-    return fastrecon.load(args.model, weights=weights, device=args.device, backend=args.backend)
+    return fastrecon.load(
+        args.model,
+        weights=weights,
+        device=args.device,
+        backend=args.backend,
+        precision=args.precision,
+        dc=args.dc,
+    )
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -129,7 +136,13 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="registered name or a .safetensors checkpoint")
     parser.add_argument("--weights", default="auto", help="'auto', a file, or 'none' for random weights")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--backend", default="eager")
+    parser.add_argument(
+        "--backend", default="eager", help="eager (reference), triton, compile, onnxruntime, tensorrt"
+    )
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 for the networks")
+    parser.add_argument(
+        "--dc", default="auto", help="data-consistency form: auto, 2d, hybrid, residual (all exact)"
+    )
 
 
 def _add_mask_args(parser: argparse.ArgumentParser, accel_required: bool) -> None:
