@@ -35,6 +35,7 @@ and its loads vectorise.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -55,12 +56,20 @@ try:  # Triton is the optional extra "triton"; the ``*_ref`` twins and the check
     import triton.language as tl
 
     _jit: Any = triton.jit
+
+    def _jit_no_specialize(*names: str) -> Any:
+        # Arguments that change with the batch size (the coil grouping does) must not be specialised
+        # on (Triton specialises integers equal to 1 or divisible by 16): no recompilation per batch.
+        return triton.jit(do_not_specialize=list(names))
 except ImportError:  # pragma: no cover - exercised only where Triton is absent
     triton = None
     tl = None
 
     def _jit(fn: Any) -> Any:
         return fn
+
+    def _jit_no_specialize(*names: str) -> Any:
+        return _jit
 
 
 __all__ = [
@@ -274,7 +283,7 @@ def _load_ramp(ptr, idx, mask):
     return tl.split(value)
 
 
-@_jit
+@_jit_no_specialize("coils_per_prog")
 def _expand_kernel(
     out_ptr,  # X (N, C, H, W) complex64, contiguous, real view: the forward FFT's input
     sens_ptr,  # S (N, C, H, W) complex64 real view, any strides
@@ -326,7 +335,7 @@ def _expand_kernel(
         _store_c(out_ptr + ((n * C + c) * H * W) * 2, o_offs, o_re, o_im, inside)
 
 
-@_jit
+@_jit_no_specialize("coils_per_prog")
 def _dc_kernel(
     out_ptr,  # k' (N, C, H, W) complex64, contiguous, real view
     k_ptr,  # k (N, C, H, W) real view, any strides (complex-element strides follow)
@@ -567,7 +576,24 @@ def _mask_u8(mask: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tens
 # ----------------------------------------------------------------------------------------------------
 
 
+MAX_GRID_SLICES = 65_535
+"""CUDA caps grid axes 1 and 2 at 65,535: the launchers split larger batches into slice blocks."""
+
+
+def _slice_blocks(n: int) -> list[slice]:
+    return [slice(start, min(start + MAX_GRID_SLICES, n)) for start in range(0, n, MAX_GRID_SLICES)]
+
+
+def _on_device(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """Launch on the tensors' own GPU (Triton launches on the *current* device otherwise)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _launch_expand(out: torch.Tensor, image: torch.Tensor, sens: torch.Tensor, cfg: LaunchConfig) -> None:
+    if sens.shape[0] > MAX_GRID_SLICES:
+        for block in _slice_blocks(sens.shape[0]):
+            _launch_expand(out[block], image[block], sens[block], cfg)
+        return
     n, c, h, w = sens.shape
     tiles_w = triton.cdiv(w, cfg.block_w)
     tiles = triton.cdiv(h, cfg.block_h) * tiles_w
@@ -576,10 +602,11 @@ def _launch_expand(out: torch.Tensor, image: torch.Tensor, sens: torch.Tensor, c
     img_r, x_st = _real(image)
     ramp_h, ramp_w = _ramps(h, w, +1, sens.device)
     grid = (tiles, n, triton.cdiv(c, per_prog))
-    _expand_kernel[grid](
-        torch.view_as_real(out), sens_r, *s_st, img_r, *x_st, ramp_h, ramp_w, c, h, w, per_prog, tiles_w,
-        BLOCK_H=cfg.block_h, BLOCK_W=cfg.block_w, num_warps=cfg.num_warps,
-    )  # fmt: skip
+    with _on_device(sens.device):
+        _expand_kernel[grid](
+            torch.view_as_real(out), sens_r, *s_st, img_r, *x_st, ramp_h, ramp_w, c, h, w, per_prog, tiles_w,
+            BLOCK_H=cfg.block_h, BLOCK_W=cfg.block_w, num_warps=cfg.num_warps,
+        )  # fmt: skip
     LAUNCHES["expand"] += 1
 
 
@@ -592,6 +619,13 @@ def _launch_dc(
     y: torch.Tensor | None,
     cfg: LaunchConfig,
 ) -> None:
+    if kspace.shape[0] > MAX_GRID_SLICES:
+        mask4 = broadcast_mask(mask, kspace.shape)
+        for block in _slice_blocks(kspace.shape[0]):
+            part = mask4[block] if mask4.shape[0] > 1 else mask4
+            y_part = None if y is None else y[block]
+            _launch_dc(out[block], kspace[block], kspace0[block], part, dc_weight, y_part, cfg)
+        return
     n, c, h, w = kspace.shape
     tiles_w = triton.cdiv(w, cfg.block_w)
     tiles = triton.cdiv(h, cfg.block_h) * tiles_w
@@ -602,25 +636,31 @@ def _launch_dc(
     out_r = torch.view_as_real(out)
     y_r, y_st = (out_r, (0, 0, 0, 0)) if y is None else _real(y)
     grid = (tiles, n, triton.cdiv(c, per_prog))
-    _dc_kernel[grid](
-        out_r, k_r, *k_st, k0_r, *k0_st, m, *m.stride(), _weight_on(dc_weight, kspace.device),
-        y_r, *y_st, c, h, w, per_prog, tiles_w,
-        HAS_Y=y is not None, BLOCK_H=cfg.block_h, BLOCK_W=cfg.block_w, num_warps=cfg.num_warps,
-    )  # fmt: skip
+    with _on_device(kspace.device):
+        _dc_kernel[grid](
+            out_r, k_r, *k_st, k0_r, *k0_st, m, *m.stride(), _weight_on(dc_weight, kspace.device),
+            y_r, *y_st, c, h, w, per_prog, tiles_w,
+            HAS_Y=y is not None, BLOCK_H=cfg.block_h, BLOCK_W=cfg.block_w, num_warps=cfg.num_warps,
+        )  # fmt: skip
     LAUNCHES["dc"] += 1
 
 
 def _launch_reduce(out: torch.Tensor, z: torch.Tensor, sens: torch.Tensor, cfg: LaunchConfig) -> None:
+    if sens.shape[0] > MAX_GRID_SLICES:
+        for block in _slice_blocks(sens.shape[0]):
+            _launch_reduce(out[block], z[block], sens[block], cfg)
+        return
     n, c, h, w = sens.shape
     tiles_w = triton.cdiv(w, cfg.block_w)
     tiles = triton.cdiv(h, cfg.reduce_block_h) * tiles_w
     sens_r, s_st = _real(sens)
     ramp_h, ramp_w = _ramps(h, w, -1, sens.device)
     z_r, z_st = _real(z)
-    _reduce_kernel[(tiles, n)](
-        torch.view_as_real(out), z_r, *z_st, sens_r, *s_st, ramp_h, ramp_w, c, h, w, tiles_w,
-        BLOCK_H=cfg.reduce_block_h, BLOCK_W=cfg.block_w, num_warps=cfg.num_warps,
-    )  # fmt: skip
+    with _on_device(sens.device):
+        _reduce_kernel[(tiles, n)](
+            torch.view_as_real(out), z_r, *z_st, sens_r, *s_st, ramp_h, ramp_w, c, h, w, tiles_w,
+            BLOCK_H=cfg.reduce_block_h, BLOCK_W=cfg.block_w, num_warps=cfg.num_warps,
+        )  # fmt: skip
     LAUNCHES["reduce"] += 1
 
 

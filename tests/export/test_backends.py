@@ -145,3 +145,16 @@ def test_compile_on_cuda_uses_graphs_and_triton_dc(precision: str) -> None:
         assert report.passed and not report.bit_identical, report
     info = fast.info()
     assert info["dc"] == "2d-triton" and info["mode"] == "reduce-overhead"
+
+
+@pytest.mark.slow
+def test_clip_x8_compile_passes_the_fp32_gate() -> None:
+    """The full-size ViT-B model (random encoder, seeded non-zero heads) through torch.compile."""
+    with pytest.warns(UserWarning, match="random"):
+        recon = fastrecon.load("clip-x8", weights=None, device="cpu")
+    seed_nonzero_heads(recon.model)
+    k, _ = masked_kspace(num=1, coils=4, height=96, width=80, accel=8, acs=12, seed=11)
+    assert parity.compare(recon.reconstruct(k), zero_filled(k)).psnr_db < 60
+    torch._dynamo.reset()
+    report = parity.check(recon, k, backend="compile")
+    assert report.passed and not report.bit_identical, report

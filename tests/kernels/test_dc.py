@@ -143,6 +143,24 @@ def test_cascade_step(case: tuple[Any, ...]) -> None:
     assert_matches(image_next, oracle[1], eager[1], name="cascade_step image'")
 
 
+@pytest.mark.parametrize("kind", ["1d", "4d"])
+def test_batches_over_the_grid_cap_are_split_into_slice_blocks(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """CUDA caps grid axis 1 at 65,535 slices; with the cap lowered to 2, 5 slices take 3 launches each."""
+    monkeypatch.setattr(dc, "MAX_GRID_SLICES", 2)
+    x = _inputs((5, 3, 6, 7, kind, False))
+    args = (x["kspace"], x["kspace0"], x["mask"], x["dc_weight"], x["sens"], x["image"])
+    before = _launched("expand", "dc", "reduce")
+    k_next, image_next = dc.cascade_step_triton(*args)
+    after = _launched("expand", "dc", "reduce")
+    assert all(after[name] - before[name] == 3 for name in after), (before, after)
+    oracle = ops.cascade_step_ref(*(_c128(a) if a.is_complex() else a for a in args))
+    eager = ops.cascade_step_ref(*args)
+    assert_matches(k_next, oracle[0], eager[0], name="k' (split)")
+    assert_matches(image_next, oracle[1], eager[1], name="image' (split)")
+
+
 def test_cascade_step_matches_the_eager_dc_form() -> None:
     """The DC-form contract: TRITON_2D and the eager KSPACE_2D agree on a 4-D mask from broadcast_mask."""
     x = _inputs((2, 4, 9, 10, "4d", False))
