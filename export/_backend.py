@@ -121,38 +121,45 @@ elsewhere), or a forced form (``hybrid`` / ``residual`` need masks that select w
 
 
 def check_dc(dc: str, backend: str | None = None) -> None:
-    """Refuse an unknown form, and a forced torch-only form on the ``triton`` backend."""
+    """Refuse an unknown form, and the torch-only hybrid form on the ``triton`` backend."""
     if not isinstance(dc, str) or dc not in DC_FORMS:
         raise UnknownNameError(f"unknown dc form {dc!r}. {close_matches(str(dc), list(DC_FORMS))}")
-    if backend == "triton" and dc in ("hybrid", "residual"):
+    if backend == "triton" and dc == "hybrid":
         raise BackendUnavailableError(
-            f"backend 'triton' has fused kernels for the 2-D DC form only; dc={dc!r} runs in plain torch "
-            "on the other backends (eager, compile, onnxruntime, tensorrt)."
+            "backend 'triton' has fused kernels for the 2-D and residual DC forms; dc='hybrid' runs in "
+            "plain torch on the other backends (eager, compile, onnxruntime, tensorrt)."
         )
 
 
 def choose_dc(model: UnrolledNet, backend: str, device: torch.device, dc: str) -> None:
     """Set ``model.dc`` for ``dc`` once the backend has set its own 2-D implementation.
 
-    ``auto``: ``eager`` and ``triton`` keep their 2-D form (the reference; the Triton kernels exist for
-    the 2-D form only); a backend whose DC is plain torch takes, for column masks, the residual form on
-    the CPU (measured fastest there) and the hybrid form on CUDA (fewer FFT passes; not yet measured),
-    and the 2-D form for 2-D masks.
+    ``auto``: ``eager`` keeps the 2-D reference. Where the backend runs the Triton kernels (``triton``;
+    ``compile`` on CUDA), column masks take the fused residual kernels and 2-D masks the fused 2-D
+    kernels. Where DC is plain torch, column masks take the residual form on the CPU (measured fastest
+    there) and the hybrid form on CUDA (fewer FFT passes; not yet measured), 2-D masks the 2-D form.
+    Forced forms: ``2d`` keeps the backend's 2-D implementation; ``hybrid`` / ``residual`` run for
+    column masks only (a 2-D mask is refused when the chunk runs).
     """
     from fastrecon.physics.hybrid import HYBRID, RESIDUAL, AutoForm
     from fastrecon.physics.plan import KSPACE_2D
 
     check_dc(dc, backend)
-    torch_dc = model.dc is KSPACE_2D
-    if dc == "2d":
+    if dc == "2d" or (dc == "auto" and backend == "eager"):
         return
+    two_d = model.dc
+    fused = two_d is not KSPACE_2D
+    if fused:
+        from fastrecon.kernels.ops import TRITON_RESIDUAL
+
+        residual = TRITON_RESIDUAL
+    else:
+        residual = RESIDUAL
     if dc == "auto":
-        if backend == "eager" or not torch_dc:
-            return
-        column = RESIDUAL if device.type == "cpu" else HYBRID
-        model.dc = AutoForm(column, name=f"auto:{column.name}")
+        column = residual if fused or device.type == "cpu" else HYBRID
+        model.dc = AutoForm(column, name=f"auto:{column.name}", fallback=two_d)
         return
-    model.dc = HYBRID if dc == "hybrid" else RESIDUAL
+    model.dc = HYBRID if dc == "hybrid" else residual
 
 
 def prepare_runner(

@@ -5,6 +5,8 @@ Importing this package imports neither Triton nor the kernels: names resolve on 
 - ``sens_expand``, ``sens_reduce``, ``soft_dc``, ``cascade_step``: the custom ops (Triton on CUDA,
   the reference on CPU; see :mod:`fastrecon.kernels.ops`), each with its ``*_ref`` pure-torch twin.
 - ``TRITON_2D``: the unrolled loop's data-consistency form backed by them (``model.dc = TRITON_2D``).
+- ``TRITON_RESIDUAL``: the residual form (column masks) on the fused residual kernels
+  (:mod:`fastrecon.kernels.residual`), inference only.
 - ``implementation(device)``: which path a device takes ("triton", "triton-interpreter", "reference").
 
 ``TRITON_INTERPRET=1`` (Triton's CPU interpreter) must be set before the first use of these names.
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastrecon.kernels.ops import (
         TRITON_2D,
+        TRITON_RESIDUAL,
         cascade_step,
         cascade_step_ref,
         implementation,
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRITON_2D",
+    "TRITON_RESIDUAL",
     "cascade_step",
     "cascade_step_ref",
     "implementation",

@@ -27,13 +27,21 @@ import torch
 from fastrecon._features import triton_interpret
 from fastrecon.physics.dc import broadcast_mask
 from fastrecon.physics.fft import ifft2c
+from fastrecon.physics.hybrid import ResidualForm
 from fastrecon.physics.plan import KSpaceForm
 
 from . import dc as _dc
+from . import residual as _residual
 from .dc import cascade_step_ref, sens_expand_ref, sens_reduce_ref, soft_dc_ref
+from .residual import residual_rho_update_ref, residual_x_update_ref
 
 __all__ = [
     "TRITON_2D",
+    "TRITON_RESIDUAL",
+    "residual_rho_update",
+    "residual_rho_update_ref",
+    "residual_x_update",
+    "residual_x_update_ref",
     "cascade_step",
     "cascade_step_ref",
     "implementation",
@@ -324,7 +332,126 @@ def cascade_step(
     return result[0], result[1]
 
 
+# ----------------------------------------------------------------------------------------------------
+# residual form (inference only)
+# ----------------------------------------------------------------------------------------------------
+
+_rx_default, _rx_cpu = _route(
+    _residual.residual_x_update_triton, residual_x_update_ref, _residual.validate_residual_x_update
+)
+_rr_default, _rr_cpu = _route(
+    _residual.residual_rho_update_triton, residual_rho_update_ref, _residual.validate_residual_rho_update
+)
+
+
+@torch.library.custom_op("fastrecon::residual_x_update", mutates_args=())
+def _residual_x_op(
+    x: torch.Tensor,
+    rho: torch.Tensor,
+    dc_weight: torch.Tensor,
+    inverse_p: torch.Tensor,
+    sens: torch.Tensor,
+    phi: torch.Tensor,
+    correction: torch.Tensor,
+) -> torch.Tensor:
+    return _rx_default(x, rho, dc_weight, inverse_p, sens, phi, correction)
+
+
+_residual_x_op.register_kernel("cpu")(_rx_cpu)
+
+
+@_residual_x_op.register_fake
+def _(
+    x: torch.Tensor,
+    rho: torch.Tensor,
+    dc_weight: torch.Tensor,
+    inverse_p: torch.Tensor,
+    sens: torch.Tensor,
+    phi: torch.Tensor,
+    correction: torch.Tensor,
+) -> torch.Tensor:
+    _residual.validate_residual_x_update(x, rho, dc_weight, inverse_p, sens, phi, correction)
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("fastrecon::residual_rho_update", mutates_args=())
+def _residual_rho_op(
+    rho: torch.Tensor,
+    dc_weight: torch.Tensor,
+    forward_p: torch.Tensor,
+    sens: torch.Tensor,
+    correction: torch.Tensor,
+) -> torch.Tensor:
+    return _rr_default(rho, dc_weight, forward_p, sens, correction)
+
+
+_residual_rho_op.register_kernel("cpu")(_rr_cpu)
+
+
+@_residual_rho_op.register_fake
+def _(
+    rho: torch.Tensor,
+    dc_weight: torch.Tensor,
+    forward_p: torch.Tensor,
+    sens: torch.Tensor,
+    correction: torch.Tensor,
+) -> torch.Tensor:
+    _residual.validate_residual_rho_update(rho, dc_weight, forward_p, sens, correction)
+    return rho.new_empty(rho.shape)
+
+
+def _inference_only(name: str) -> Callable[..., Any]:
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        raise NotImplementedError(
+            f"fastrecon::{name} is inference only (no gradient); train with the eager DC forms "
+            "(backend 'eager', dc '2d', 'hybrid' or 'residual')."
+        )
+
+    return backward
+
+
+def _no_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    return None
+
+
+_residual_x_op.register_autograd(_inference_only("residual_x_update"), setup_context=_no_setup)
+_residual_rho_op.register_autograd(_inference_only("residual_rho_update"), setup_context=_no_setup)
+
+
+def residual_x_update(
+    x: torch.Tensor,
+    rho: torch.Tensor,
+    dc_weight: torch.Tensor,
+    inverse_p: torch.Tensor,
+    sens: torch.Tensor,
+    phi: torch.Tensor,
+    correction: torch.Tensor,
+) -> torch.Tensor:
+    """Fused ``x - R ifftc_W(P^T (w rho)) - Phi c`` (see :mod:`fastrecon.kernels.residual`)."""
+    return torch.ops.fastrecon.residual_x_update(
+        x, rho, _as_weight(dc_weight, x), inverse_p, sens, phi.to(torch.float32), correction
+    )
+
+
+def residual_rho_update(
+    rho: torch.Tensor,
+    dc_weight: torch.Tensor,
+    forward_p: torch.Tensor,
+    sens: torch.Tensor,
+    correction: torch.Tensor,
+) -> torch.Tensor:
+    """Fused ``(1 - w) rho - P fftc_W(S c)`` (see :mod:`fastrecon.kernels.residual`)."""
+    return torch.ops.fastrecon.residual_rho_update(
+        rho, _as_weight(dc_weight, rho), forward_p, sens, correction
+    )
+
+
 TRITON_2D = KSpaceForm(name="2d-triton", reduce=sens_reduce, step=cascade_step)
 """The 2-D k-space data-consistency form through the fused custom ops (``model.dc = TRITON_2D``):
 Triton kernels on CUDA, the references on CPU (the interpreter under ``TRITON_INTERPRET=1``).
 Differentiable, and one graph node per call under ``torch.compile`` / ``torch.export``."""
+
+TRITON_RESIDUAL = ResidualForm(
+    name="residual-triton", x_update=residual_x_update, rho_update=residual_rho_update
+)
+"""The residual DC form (column masks) through the fused residual kernels; inference only."""

@@ -21,7 +21,8 @@ Both are exact in exact arithmetic; in fp32 they differ from the 2-D form by rou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,7 +30,7 @@ from fastrecon.errors import InputError
 from fastrecon.physics.coils import rss
 from fastrecon.physics.dc import broadcast_mask
 from fastrecon.physics.fft import centred_dft_matrix, fftc, ifftc
-from fastrecon.physics.plan import KSPACE_2D, DCPlan
+from fastrecon.physics.plan import KSPACE_2D, DCForm, DCPlan
 
 _H, _W = -2, -1
 
@@ -47,6 +48,43 @@ def _column_mask(mask: torch.Tensor, shape: torch.Size, form: str) -> torch.Tens
 
 def _reduce(coil_images: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
     return (sens.conj() * coil_images).sum(dim=1)
+
+
+def residual_x_update(
+    x: torch.Tensor,
+    rho: torch.Tensor,
+    dc_weight: torch.Tensor,
+    inverse_p: torch.Tensor,
+    sens: torch.Tensor,
+    phi: torch.Tensor,
+    correction: torch.Tensor,
+) -> torch.Tensor:
+    """``x' = x - R ifftc_W(P^T (w rho)) - Phi c``.
+
+    x, phi, correction ``(N, H, W)``; rho ``(N, C, H, Mp)``; inverse_p ``(S, Mp, W)`` (S = 1 or N), the
+    partial inverse DFT from the sampled columns; sens ``(N, C, H, W)``; dc_weight a 1-element tensor.
+    """
+    back = (rho * dc_weight) @ inverse_p.unsqueeze(1)  # (N, C, H, W)
+    return x - _reduce(back, sens) - phi * correction
+
+
+def residual_rho_update(
+    rho: torch.Tensor,
+    dc_weight: torch.Tensor,
+    forward_p: torch.Tensor,
+    sens: torch.Tensor,
+    correction: torch.Tensor,
+) -> torch.Tensor:
+    """``rho' = (1 - w) rho - P fftc_W(S c)``; forward_p ``(S, W, Mp)``, the partial forward DFT."""
+    projected = (sens * correction.unsqueeze(1)) @ forward_p.unsqueeze(1)  # (N, C, H, Mp)
+    return rho - rho * dc_weight - projected
+
+
+XUpdate = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    torch.Tensor,
+]
+RhoUpdate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class HybridPlan:
@@ -78,7 +116,16 @@ class HybridPlan:
 class ResidualPlan:
     """Loop state: the combined image ``x`` and the residual ``rho`` on the ``Mp`` sampled columns."""
 
-    def __init__(self, kspace0: torch.Tensor, mask: torch.Tensor, sens: torch.Tensor) -> None:
+    def __init__(
+        self,
+        kspace0: torch.Tensor,
+        mask: torch.Tensor,
+        sens: torch.Tensor,
+        x_update: XUpdate = residual_x_update,
+        rho_update: RhoUpdate = residual_rho_update,
+    ) -> None:
+        self._x_update = x_update
+        self._rho_update = rho_update
         mask = _column_mask(mask, kspace0.shape, "residual")
         columns = mask[:, 0, 0, :]  # (S, W), S = 1 or N
         counts = columns.sum(dim=1)
@@ -93,8 +140,10 @@ class ResidualPlan:
         inverse = centred_dft_matrix(width, inverse=True).to(kspace0.device)
         weight = valid.to(torch.float64)
         # (S, W, Mp): fftc_W then select; (S, Mp, W): place on the sampled columns then ifftc_W.
-        self.forward_p = (forward[:, order].permute(1, 0, 2) * weight[:, None, :]).to(kspace0.dtype)
-        self.inverse_p = (inverse[order, :] * weight[:, :, None]).to(kspace0.dtype)
+        self.forward_p = (
+            (forward[:, order].permute(1, 0, 2) * weight[:, None, :]).to(kspace0.dtype).contiguous()
+        )
+        self.inverse_p = (inverse[order, :] * weight[:, :, None]).to(kspace0.dtype).contiguous()
         self.sens = sens
         self.phi = (sens.abs() ** 2).sum(dim=1)  # (N, H, W): 1 where the maps are non-zero
         h0 = ifftc(kspace0, _H)
@@ -113,11 +162,9 @@ class ResidualPlan:
         return self.x
 
     def step(self, correction: torch.Tensor, dc_weight: torch.Tensor) -> None:
-        weighted = self.rho * dc_weight
-        projected = (self.sens * correction.unsqueeze(1)) @ self.forward_p.unsqueeze(1)  # P fftc_W(S c)
-        self.x = self.x - _reduce(self._back_project(weighted), self.sens) - self.phi * correction
-        self.rho = self.rho - weighted - projected
-        self.acc_rho = self.acc_rho + weighted
+        self.x = self._x_update(self.x, self.rho, dc_weight, self.inverse_p, self.sens, self.phi, correction)
+        self.acc_rho = self.acc_rho + self.rho * dc_weight
+        self.rho = self._rho_update(self.rho, dc_weight, self.forward_p, self.sens, correction)
         self.acc_c = self.acc_c + correction
 
     def coil_images(self) -> torch.Tensor:
@@ -141,24 +188,29 @@ class HybridForm:
 
 @dataclass(frozen=True)
 class ResidualForm:
+    """The residual form with swappable updates (the fused kernels provide their own)."""
+
     name: str = "residual"
+    x_update: XUpdate = field(default=residual_x_update)
+    rho_update: RhoUpdate = field(default=residual_rho_update)
 
     def bind(self, kspace0: torch.Tensor, mask: torch.Tensor, sens: torch.Tensor) -> ResidualPlan:
-        return ResidualPlan(kspace0, mask, sens)
+        return ResidualPlan(kspace0, mask, sens, self.x_update, self.rho_update)
 
 
 @dataclass(frozen=True)
 class AutoForm:
-    """``column`` for a column mask (varies along W only), the 2-D reference otherwise."""
+    """``column`` for a column mask (varies along W only), ``fallback`` (a 2-D form) otherwise."""
 
     column: HybridForm | ResidualForm = HybridForm()
     name: str = "auto"
+    fallback: DCForm = KSPACE_2D
 
     def bind(self, kspace0: torch.Tensor, mask: torch.Tensor, sens: torch.Tensor) -> DCPlan:
         mask = broadcast_mask(mask, kspace0.shape)
         if mask.shape[-2] == 1 and mask.shape[1] == 1:
             return self.column.bind(kspace0, mask, sens)
-        return KSPACE_2D.bind(kspace0, mask, sens)
+        return self.fallback.bind(kspace0, mask, sens)
 
 
 HYBRID = HybridForm()
