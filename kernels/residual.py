@@ -1,7 +1,7 @@
 """Fused Triton kernels for the residual data-consistency form (:mod:`fastrecon.physics.hybrid`).
 
 With a column mask, each cascade's transforms are partial DFTs between the W columns and the ``Mp``
-sampled ones: small dense matrices, which ``tl.dot`` runs on tensor cores. Two kernels per cascade:
+sampled ones: small dense matrices multiplied with ``tl.dot``. Two kernels per cascade:
 
 - ``residual_x_update``: ``x' = x - R ifftc_W(P^T (w rho)) - Phi c``: the back-projection of the
   weighted residual through the partial inverse DFT, conj(S) and the coil sum, fused with the x update
@@ -12,6 +12,9 @@ sampled ones: small dense matrices, which ``tl.dot`` runs on tensor cores. Two k
 Complex products are four real ``tl.dot`` calls on the real and imaginary planes. Precision: fp32
 inputs with ``input_precision="ieee"`` on the GPU (TF32's ~3e-4 relative error per product compounds
 over 12 cascades and fails the 100 dB gate; DESIGN.md section 3); the interpreter computes in fp32.
+Compiled for sm_90 with Triton 3.6 (no GPU; ptxas -v): ``ieee`` dots lower to FP32 FMA, not tensor
+cores (``tf32``/``tf32x3`` would use mma); the x update uses 126 registers at 8 warps (247 at 4), the
+rho update 127 at 4 warps, no spills at the shipped tiles (BLOCK_W 64 or BLOCK_K 32 spill).
 Each kernel's pure-torch twin (``*_ref``, same signature) is the physics function it fuses.
 
 Inference only: the custom ops in :mod:`fastrecon.kernels.ops` refuse gradients with a clear error
@@ -362,6 +365,7 @@ def residual_x_update_triton(
                 torch.view_as_real(out[block]), x_r, *x_st, rho_r, *rho_st, inv_r, *_matrix_strides(inv),
                 s_r, *s_st, phi_b, *phi_b.stride(), c_r, *c_st, _weight(dc_weight), c, h, w, mp, tiles_w,
                 BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W, BLOCK_K=BLOCK_K, PRECISION=_precision(sens.device),
+                num_warps=8,  # 126 registers (4 warps: 247, two blocks per SM)
             )  # fmt: skip
         LAUNCHES["residual_x"] += 1
     return out
@@ -397,6 +401,7 @@ def residual_rho_update_triton(
                 torch.view_as_real(out[block]), rho_r, *rho_st, f_r, *_matrix_strides(fwd), s_r, *s_st,
                 c_r, *c_st, _weight(dc_weight), c, h, w, mp, tiles_k,
                 BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W, BLOCK_K=BLOCK_K, PRECISION=_precision(sens.device),
+                num_warps=4,  # 127 registers, no spills
             )  # fmt: skip
         LAUNCHES["residual_rho"] += 1
     return out
