@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from . import compile as _compile  # noqa: F401  (registers compile)
 from . import eager as _eager  # noqa: F401  (registers eager, triton)
+from . import onnx as _onnx  # noqa: F401  (registers onnxruntime)
 from ._backend import Backend, Runner, get_backend, list_backends, prepare_runner, register_backend
 
 __all__ = ["Backend", "Runner", "get_backend", "list_backends", "prepare_runner", "register_backend"]
