@@ -273,6 +273,7 @@ def write_atomic(path: Path, writer: Callable[[Path], object]) -> Path:
         writer(temp)
         with open(temp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(temp, 0o644)  # mkstemp creates 0600; cached and exported files are plain readable files
         os.replace(temp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

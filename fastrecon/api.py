@@ -222,7 +222,16 @@ def load(
         encoder_weights: for ``weights=None`` ViT models, a local open_clip/timm checkpoint for the
             frozen encoder (how training starts from pretrained encoders).
         batch_size: slices per forward pass (default: chosen from the input size).
+
+    ``name`` may also be a folder written by ``fastrecon export`` (``fastrecon.export.artifact``).
     """
+    # --- exported artifact (fastrecon export -o DIR): its own loader; see fastrecon.export.artifact ---
+    from fastrecon.export.artifact import is_artifact, load_artifact
+    from fastrecon.registry import list_models
+
+    if not (isinstance(name, str) and name in list_models()) and is_artifact(name):
+        return load_artifact(name, device=device, backend=backend, precision=precision, batch_size=batch_size)
+    # --- end exported artifact ---
     check_precision(get_backend(backend), precision)
     batch_size = _check_batch(batch_size)
     resolved = _resolve_device(device)

@@ -7,8 +7,11 @@ seeded non-zero weights; :func:`zero_filled` is the image such a model must diff
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
+from fastrecon.models.denoiser import ViTDenoiser
 from fastrecon.models.unrolled import UnrolledNet
 from fastrecon.physics import ifft2c, rss
 
@@ -18,8 +21,8 @@ def seed_nonzero_heads(model: UnrolledNet, seed: int = 0, std: float = 0.05) -> 
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for cascade in model.cascades:
-            head = cascade.denoiser.head  # type: ignore[union-attr]
-            for tensor in (head.weight, head.bias):
+            head = cast(ViTDenoiser, cascade.denoiser).head
+            for tensor in (head.weight, cast(torch.Tensor, head.bias)):
                 tensor.copy_(torch.randn(tensor.shape, generator=gen) * std)
     return model
 
