@@ -22,7 +22,6 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from fastrecon.errors import InputError, InputTypeError
 from fastrecon.physics import complex_abs
@@ -40,8 +39,15 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     ``size`` may hold symbolic sizes (an export with dynamic H, W): then the no-op test must not add
     a shape guard, so the resize stays in the graph (an exact identity at equal sizes).
     """
-    if statically_known_true(x.shape[-2] == size[0]) and statically_known_true(x.shape[-1] == size[1]):
-        return x
+    sizes = (*x.shape[-2:], *size)
+    if all(isinstance(s, int) for s in sizes):
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+    else:  # symbolic: test without guarding (sympy comes with the exporter anyway; not imported eagerly)
+        from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+        if statically_known_true(sizes[0] == sizes[2]) and statically_known_true(sizes[1] == sizes[3]):
+            return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
