@@ -19,6 +19,20 @@ checked before a cached file is used (a mismatch is re-exported, never loaded).
 
 Precision: fp32 only (ONNX Runtime's CPU provider has no fp16 kernels for most of these ops).
 E2E-VarNet models are refused: their U-Nets have no replacement seam yet.
+
+Whole forward as one ONNX graph (tried with torch 2.14.1, onnx 1.23.2, onnxscript 0.7.2, onnxruntime
+1.32.0, demo-x8, prepared input, k-space passed as real/imag pairs ``(N, C, H, W, 2)``):
+``torch.export`` of the whole prepared forward succeeds (one graph), but the ONNX conversion stops at
+the first complex op without a complex ONNX function: ``DispatchError: No ONNX function found for
+aten.where.self. Failure message: No decompositions registered for the complex-valued input``. The graph
+holds complex ``where`` (7), ``zeros`` (7), ``view_as_complex`` (3), ``complex`` (6), ``real`` (6),
+``unsqueeze`` / ``reshape`` and fftshift rolls besides the ops that do have complex functions (``mul``,
+``sub``, ``sum``, ``conj``, ``view_as_real``, ``_fft_c2c`` -> ONNX ``DFT``). So the whole forward needs
+rewriting on real pairs. The FFT itself is not the blocker: ``view_as_real(fft2c(view_as_complex(x)))``
+exports to ``DFT`` and runs in ONNX Runtime, but its CPU ``DFT`` is much less accurate at non-power-of-two
+lengths (max abs error vs torch, peak ~4.3: 2.4e-6 at 32x32, 4.0e-5 at 30x26, 1.3e-4 at 128x112), i.e.
+~3e-5 relative per 2-D transform at 128x112, which would eat the 100 dB fp32 gate's margin across
+2 transforms x 12 cascades. Hence this backend keeps the DC and FFTs in torch.
 """
 
 from __future__ import annotations
