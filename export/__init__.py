@@ -3,7 +3,10 @@
 - :mod:`fastrecon.export._backend`: the registry (``get_backend``, ``prepare_runner``, ``Runner``).
 - ``eager``, ``triton``: :mod:`fastrecon.export.eager`.
 - ``compile``: :mod:`fastrecon.export.compile` (torch.compile; CUDA graphs on GPU).
-- ``onnxruntime``: :mod:`fastrecon.export.onnx` (encoder and decoders as ONNX graphs).
+- ``onnxruntime``: :mod:`fastrecon.export.onnx` (encoder and decoders as ONNX graphs, dynamic batch/H/W,
+  cached under ``$FASTRECON_HOME/onnx``).
+- ``fastrecon export`` / :func:`fastrecon.export.artifact.export_model`: onnx, exported-program or
+  tensorrt folders with a ``fastrecon-export.json`` manifest; ``fastrecon.load(DIR)`` runs them.
 - ``tensorrt``: :mod:`fastrecon.export.tensorrt_backend`, built on
   :mod:`fastrecon.export.encoder_export` (``torch.export`` of ``encoder.features`` with a dynamic batch),
   :mod:`fastrecon.export.cache` (engines on disk under ``$FASTRECON_HOME/engines``, keyed by GPU, SM,
