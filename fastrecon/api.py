@@ -226,7 +226,16 @@ def load(
         dc: data-consistency form: ``"auto"`` (the 2-D reference on ``eager``; on other backends the
             fastest exact form for the mask), ``"2d"``, ``"hybrid"`` or ``"residual"`` (the last two
             need masks that select whole phase-encode columns; all three agree to fp32 rounding).
+
+    ``name`` may also be a folder written by ``fastrecon export`` (``fastrecon.export.artifact``).
     """
+    # --- exported artifact (fastrecon export -o DIR): its own loader; see fastrecon.export.artifact ---
+    from fastrecon.export.artifact import is_artifact, load_artifact
+    from fastrecon.registry import list_models
+
+    if not (isinstance(name, str) and name in list_models()) and is_artifact(name):
+        return load_artifact(name, device=device, backend=backend, precision=precision, batch_size=batch_size)
+    # --- end exported artifact ---
     check_precision(get_backend(backend), precision)
     check_dc(dc, backend)
     batch_size = _check_batch(batch_size)

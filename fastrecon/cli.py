@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     from fastrecon.train.cli import add_train_parser
 
     add_train_parser(sub).set_defaults(func=_cmd_train)
+
+    # --- export (fastrecon.export_cli) ---
+    from fastrecon.export_cli import add_export_parser
+
+    add_export_parser(sub)
+    # --- end export ---
     return parser
 
 

@@ -141,7 +141,9 @@ def test_bad_masks(vit_recon: fastrecon.Reconstructor, mask: torch.Tensor, match
 
 
 def test_unknown_backend_precision_device(tiny_names: list[str]) -> None:
-    with pytest.raises(UnknownNameError, match="Available: eager, triton"):
+    with pytest.raises(
+        UnknownNameError, match="Available: compile, eager, onnxruntime, tensorrt, triton.*'tensorrt'"
+    ):
         fastrecon.load(tiny_names[0], weights=None, backend="tensorrtt")
     with pytest.raises(UnknownNameError, match="precision 'fp8'"):
         fastrecon.load(tiny_names[0], weights=None, precision="fp8")

@@ -34,9 +34,20 @@ Decode = Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize ``(B, C, h, w)`` -> ``(B, C, *size)``; a no-op when the size already matches."""
-    if tuple(x.shape[-2:]) == size:
-        return x
+    """Bilinear resize ``(B, C, h, w)`` -> ``(B, C, *size)``; a no-op when the size already matches.
+
+    ``size`` may hold symbolic sizes (an export with dynamic H, W): then the no-op test must not add
+    a shape guard, so the resize stays in the graph (an exact identity at equal sizes).
+    """
+    sizes = (*x.shape[-2:], *size)
+    if all(isinstance(s, int) for s in sizes):
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+    else:  # symbolic: test without guarding (sympy comes with the exporter anyway; not imported eagerly)
+        from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+        if statically_known_true(sizes[0] == sizes[2]) and statically_known_true(sizes[1] == sizes[3]):
+            return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
@@ -194,7 +205,7 @@ class ViTDenoiser(nn.Module):
                 skip = _resize(self.skip_projs[i](normed[self.skip_layers[i]]), size)
                 x = torch.cat([x, skip], dim=1)
             x = stage(x)
-        native = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+        native = (pixels.shape[-2], pixels.shape[-1])  # no int(): keeps H, W symbolic under export
         x = torch.cat([_resize(x, native), self.input_conv(pixels)], dim=1)
         return self.head(self.refine(x))  # type: ignore[no-any-return]
 
