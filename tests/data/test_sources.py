@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from fastrecon._features import has_module
 from fastrecon.data import sources
 from fastrecon.data.simulate import birdcage_maps, gaussian_coil_maps, simulate_image
 from fastrecon.errors import InputError
@@ -39,7 +40,7 @@ def test_natural_image() -> None:
 
 def test_mni_t1_slices_are_real_anatomy() -> None:
     pytest.importorskip("nibabel")
-    if not __import__("fastrecon._features", fromlist=["has_module"]).has_module("nilearn"):
+    if not has_module("nilearn"):
         pytest.skip("nilearn (ships the MNI152 template) is not installed")
     assert sources.mni_t1_volume().shape == (197, 233, 189)
     images = [sources.mni_t1_slice((64, 48), np.random.default_rng(seed)) for seed in range(3)]
