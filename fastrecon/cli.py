@@ -71,7 +71,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fastrecon.demo import main as demo_main
 
-    return demo_main(args.out, args.seed, args.device, args.source)
+    return demo_main(args.out, args.seed, args.device, args.source, args.image, args.table)
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -172,9 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1234)
     demo.add_argument("--device", default=None)
     demo.add_argument(
-        "--source", default="cardiac", choices=["cardiac", "mr", "shepp-logan"],
-        help="cardiac-like phantom (what demo-x8 was trained on), a real MR image (pydicom), or Shepp-Logan",
+        "--source", default="cardiac", choices=["cardiac", "mr", "epi", "shepp-logan", "mni-t1", "phantom", "natural"],
+        help="held out from demo-x8's training: the cardiac phantom slice of the default seed, a real MR image "
+        "(pydicom's MR_small), a real EPI brain slice (nibabel's example4d); also Shepp-Logan, and draws of the "
+        "training sources (MNI152 T1 slice, random phantom, natural image)",
     )  # fmt: skip
+    demo.add_argument(
+        "--image", default=None, metavar="FILE",
+        help="your own magnitude image (PNG/JPEG, DICOM, NIfTI or .npy) instead of --source: coils, phase, "
+        "noise and the x8 mask are simulated",
+    )  # fmt: skip
+    demo.add_argument(
+        "--table",
+        action="store_true",
+        help="print the README table instead: zero-filled, CG-SENSE and demo-x8 on every source",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     rec = sub.add_parser("reconstruct", help="reconstruct a fastMRI .h5 or CMRxRecon .mat file into an .h5")

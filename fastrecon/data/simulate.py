@@ -187,26 +187,55 @@ def smooth_phase(
 
 
 def birdcage_maps(
-    num_coils: int, size: tuple[int, int], radius: float = 1.5, normalize: bool = True
+    num_coils: int,
+    size: tuple[int, int],
+    radius: float = 1.5,
+    normalize: bool = True,
+    rotation: float = 0.0,
 ) -> torch.Tensor:
     """Birdcage coil sensitivities ``(C, H, W)`` complex64, as sigpy's ``birdcage_maps``.
 
     Coil c sits at angle ``2 pi c / C`` on a circle of ``radius`` (in units of the half field of
     view) with magnitude ``1 / distance`` and a phase that winds with the angle. With
     ``normalize=True`` (default, as sigpy) the maps are divided by their RSS, so
-    ``sum_c |S_c|^2 = 1`` at every pixel.
+    ``sum_c |S_c|^2 = 1`` at every pixel. ``rotation`` (radians) turns the whole array.
     """
     height, width = _check_size(size)
     if num_coils < 1:
         raise InputError(f"num_coils must be >= 1, got {num_coils}.")
     c, y, x = np.mgrid[:num_coils, :height, :width].astype(np.float64)
-    coil_x = radius * np.cos(c * (2 * math.pi / num_coils))
-    coil_y = radius * np.sin(c * (2 * math.pi / num_coils))
+    coil_x = radius * np.cos(c * (2 * math.pi / num_coils) + rotation)
+    coil_y = radius * np.sin(c * (2 * math.pi / num_coils) + rotation)
     x_co = (x - width / 2.0) / (width / 2.0) - coil_x
     y_co = (y - height / 2.0) / (height / 2.0) - coil_y
     dist = np.sqrt(x_co**2 + y_co**2)
     phi = np.arctan2(x_co, -y_co) - c * (2 * math.pi / num_coils)
     maps = (1.0 / dist) * np.exp(1j * phi)
+    if normalize:
+        maps /= np.sqrt((np.abs(maps) ** 2).sum(axis=0, keepdims=True))
+    return torch.from_numpy(maps.astype(np.complex64))
+
+
+def gaussian_coil_maps(
+    num_coils: int, size: tuple[int, int], rng: np.random.Generator, normalize: bool = True
+) -> torch.Tensor:
+    """Random surface-coil-like sensitivities ``(C, H, W)`` complex64: Gaussian magnitude blobs centred on a
+    jittered ellipse around the field of view (radius 0.7-1.3 half-FOVs, width 0.4-1.0), each with its own
+    linear phase ramp and offset. Normalised by their RSS (``sum_c |S_c|^2 = 1``) unless ``normalize=False``."""
+    height, width = _check_size(size)
+    if num_coils < 1:
+        raise InputError(f"num_coils must be >= 1, got {num_coils}.")
+    yy, xx = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
+    ring_y, ring_x = rng.uniform(0.7, 1.3, 2)
+    start = rng.uniform(0, 2 * math.pi)
+    maps = np.empty((num_coils, height, width), dtype=np.complex128)
+    for c in range(num_coils):
+        angle = start + 2 * math.pi * c / num_coils + rng.normal(0, 0.15)
+        cy, cx = ring_y * math.sin(angle), ring_x * math.cos(angle)
+        sigma = rng.uniform(0.4, 1.0)
+        magnitude = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
+        phase = rng.uniform(0, 2 * math.pi) + rng.normal(0, 1.0) * yy + rng.normal(0, 1.0) * xx
+        maps[c] = magnitude * np.exp(1j * phase)
     if normalize:
         maps /= np.sqrt((np.abs(maps) ** 2).sum(axis=0, keepdims=True))
     return torch.from_numpy(maps.astype(np.complex64))
@@ -286,6 +315,24 @@ def _simulate(
     kspace, maps, std = _multicoil(image, num_coils, snr_db, None, seed + 2, None)
     target = rss(ifft2c(kspace), dim=1).to(torch.float32)
     return Simulated(kspace=kspace, target=target, image=image, maps=maps, noise_std=std)
+
+
+def simulate_image(
+    magnitude: torch.Tensor,
+    num_coils: int = 8,
+    *,
+    snr_db: float | None = 30.0,
+    seed: int = 0,
+    phase: bool = True,
+) -> Simulated:
+    """Simulate any magnitude image ``(H, W)`` (or ``(N, H, W)``) as :func:`simulate_slice` does: smooth
+    phase (seeded ``seed + 1``), ``num_coils`` birdcage coils, complex noise at ``snr_db`` (seeded ``seed + 2``)."""
+    if magnitude.ndim == 2:
+        magnitude = magnitude[None]
+    if magnitude.ndim != 3 or magnitude.is_complex():
+        raise InputError(f"magnitude must be a real (H, W) or (N, H, W) image, got {tuple(magnitude.shape)}.")
+    _check_size((magnitude.shape[-2], magnitude.shape[-1]))
+    return _simulate(magnitude.to(torch.float32), num_coils, snr_db, seed, phase)
 
 
 def simulate_cine(

@@ -17,7 +17,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     )
     p.add_argument("--model", required=True, help="registered model name (fastrecon list)")
     p.add_argument(
-        "--data", required=True, help="folder of fastMRI .h5 / CMRxRecon .mat files, or 'simulated'"
+        "--data",
+        required=True,
+        help="folder of fastMRI .h5 / CMRxRecon .mat files, 'simulated' (cardiac phantoms) or 'varied' "
+        "(phantoms, natural images, MNI152 T1 slices, random coils and masks: the demo-x8 recipe)",
     )
     p.add_argument("--val-data", default=None, help="validation folder (default: every 10th file of --data)")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
@@ -64,7 +67,15 @@ def run_train(args: argparse.Namespace) -> int:
     mask_func = create_mask_for_mask_type(mask_type, [args.center_fraction], [accel])
     train_data: Dataset[SliceSample]
     val_data: Dataset[SliceSample]
-    if args.data == "simulated":
+    shuffle = True
+    if args.data == "varied":
+        from fastrecon.train.data import VariedSliceDataset
+
+        # Consecutive items share a matrix size and coil count: batches are formed in order.
+        train_data = VariedSliceDataset(args.sim_train, seed=args.seed, group=args.batch_size)
+        val_data = VariedSliceDataset(args.sim_val, seed=10**6 + args.seed, group=args.batch_size)
+        shuffle = False
+    elif args.data == "simulated":
         size = (args.sim_size, args.sim_size)
         train_data = SimulatedSliceDataset(
             args.sim_train, mask_func, size=size, num_coils=args.sim_coils, seed=args.seed * 1_000_003
@@ -99,6 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         seed=args.seed,
         storage_dtype=args.storage_dtype,
+        shuffle=shuffle,
     )
     device = torch.device(args.device) if args.device else None
     result = train(

@@ -46,6 +46,7 @@ class TrainSettings:
     amp: bool = True  # bf16 autocast, CUDA only
     seed: int = 0
     storage_dtype: str | None = None  # e.g. "float16" to halve the checkpoint
+    shuffle: bool = True  # False for datasets whose consecutive items form a batch (VariedSliceDataset)
 
 
 @dataclass
@@ -221,7 +222,7 @@ def train(
     train_loader = DataLoader(
         train_data,
         batch_size=settings.batch_size,
-        shuffle=train_sampler is None,
+        shuffle=train_sampler is None and settings.shuffle,
         sampler=train_sampler,
         num_workers=settings.num_workers,
         generator=generator,
