@@ -134,10 +134,11 @@ def check_dc(dc: str, backend: str | None = None) -> None:
 def choose_dc(model: UnrolledNet, backend: str, device: torch.device, dc: str) -> None:
     """Set ``model.dc`` for ``dc`` once the backend has set its own 2-D implementation.
 
-    ``auto``: ``eager`` keeps the 2-D reference. Where the backend runs the Triton kernels (``triton``;
-    ``compile`` on CUDA), column masks take the fused residual kernels and 2-D masks the fused 2-D
-    kernels. Where DC is plain torch, column masks take the residual form on the CPU (measured fastest
-    there) and the hybrid form on CUDA (fewer FFT passes; not yet measured), 2-D masks the 2-D form.
+    ``auto``: ``eager`` keeps the 2-D reference. ``triton``: column masks take the fused residual
+    kernels, 2-D masks the fused 2-D kernels. ``compile`` needs static shapes, and the residual form's
+    state is sized by the number of sampled columns: the hybrid form on the CPU, the fused 2-D kernels
+    on CUDA. Other backends whose DC is plain torch: the residual form on the CPU (measured fastest
+    there), the hybrid form on CUDA (fewer FFT passes; not yet measured); 2-D masks the 2-D form.
     Forced forms: ``2d`` keeps the backend's 2-D implementation; ``hybrid`` / ``residual`` run for
     column masks only (a 2-D mask is refused when the chunk runs).
     """
@@ -147,6 +148,11 @@ def choose_dc(model: UnrolledNet, backend: str, device: torch.device, dc: str) -
     check_dc(dc, backend)
     if dc == "2d" or (dc == "auto" and backend == "eager"):
         return
+    if backend == "compile" and dc == "residual":
+        raise BackendUnavailableError(
+            "dc='residual' sizes its state by the number of sampled columns, a data-dependent shape that a "
+            "compiled graph cannot take; use dc='hybrid' (or 'auto') with backend 'compile'."
+        )
     two_d = model.dc
     fused = two_d is not KSPACE_2D
     if fused:
@@ -156,8 +162,12 @@ def choose_dc(model: UnrolledNet, backend: str, device: torch.device, dc: str) -
     else:
         residual = RESIDUAL
     if dc == "auto":
-        column = residual if fused or device.type == "cpu" else HYBRID
-        model.dc = AutoForm(column, name=f"auto:{column.name}", fallback=two_d)
+        if backend == "compile":  # static shapes only: hybrid (torch DC) or the fused 2-D kernels
+            column = HYBRID if not fused else None
+        else:
+            column = residual if fused or device.type == "cpu" else HYBRID
+        if column is not None:
+            model.dc = AutoForm(column, name=f"auto:{column.name}", fallback=two_d)
         return
     model.dc = HYBRID if dc == "hybrid" else residual
 

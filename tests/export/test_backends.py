@@ -74,7 +74,7 @@ def test_compile_passes_the_fp32_gate_and_really_compiles(request: pytest.Fixtur
     report = parity.compare(compiled.reconstruct(k), recon.reconstruct(k))
     assert report.passed and not report.bit_identical, report  # bit-identical would mean eager ran
     info = compiled.info()
-    assert info["backend"] == "compile" and info["compiled_shapes"] == 1 and info["dc"] == "auto:residual"
+    assert info["backend"] == "compile" and info["compiled_shapes"] == 1 and info["dc"] == "auto:hybrid"
 
 
 def test_compile_bf16_passes_the_reduced_gate(demo: fastrecon.Reconstructor) -> None:

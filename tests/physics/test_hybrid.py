@@ -111,8 +111,10 @@ def test_forced_forms_on_a_2d_mask_and_on_triton_are_refused() -> None:
     mask2d[::2, :20] = False
     with pytest.raises(InputError, match="whole phase-encode columns"):
         recon.with_backend("eager", dc="residual").reconstruct(k * mask2d, mask2d)
-    auto = recon.with_backend("compile", dc="auto")
-    assert auto.info()["dc"] == "auto:residual"
+    assert recon.with_backend("compile", dc="auto").info()["dc"] == "auto:hybrid"
+    assert recon.with_backend("onnxruntime", dc="auto").info()["dc"] == "auto:residual"
+    with pytest.raises(BackendUnavailableError, match="data-dependent shape"):
+        recon.with_backend("compile", dc="residual")
     with pytest.raises(BackendUnavailableError, match="dc=.hybrid. runs in plain torch"):
         fastrecon.load("demo-x8", device="cpu", backend="triton", dc="hybrid")
     with pytest.raises(fastrecon.errors.UnknownNameError, match="Did you mean 'hybrid'"):
