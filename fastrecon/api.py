@@ -180,7 +180,7 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, ValueError):
         raise InputError(
             f"device {device!r} is not a device torch knows; expected 'cpu', 'cuda' or 'cuda:N'."
         ) from None
@@ -229,6 +229,11 @@ def load(
 
     ``name`` may also be a folder written by ``fastrecon export`` (``fastrecon.export.artifact``).
     """
+    if not isinstance(name, str | os.PathLike):
+        raise InputTypeError(
+            f"model name is {name!r} ({type(name).__name__}); expected a registered name "
+            "(fastrecon.list_models()) or the path of a .safetensors checkpoint."
+        )
     # --- exported artifact (fastrecon export -o DIR): its own loader; see fastrecon.export.artifact ---
     from fastrecon.export.artifact import is_artifact, load_artifact
     from fastrecon.registry import list_models
@@ -249,9 +254,6 @@ def load(
         location = _weights.locate_weights(config, weights)
         state = None
     # The random-weights warning comes once, from locate_weights; a checkpoint carries its own encoder.
-    model = build_model(
-        config, encoder_weights=str(encoder_weights) if encoder_weights else None, warn_random_encoder=False
-    )
     if location is not None and location.path is not None:
         if state is None and location.kind == "fastmri":
             if config.family != "varnet":
@@ -270,7 +272,14 @@ def load(
                     f"{str(location.path)!r} holds a {file_config.family} model {file_config.name!r} with "
                     f"{file_config.num_cascades} cascades; {config.name!r} expects {config.family} with {config.num_cascades}."
                 )
-        _weights.load_state_dict_strict(model, state, str(location.path))
+        # Built on the meta device and filled from the file: no random init, shapes checked first.
+        model = _weights.build_from_checkpoint(config, state, source=str(location.path), device=resolved)
+    else:
+        model = build_model(
+            config,
+            encoder_weights=str(encoder_weights) if encoder_weights else None,
+            warn_random_encoder=False,
+        )
     model.eval().to(resolved)
     runner = prepare_runner(model, backend, resolved, precision, dc)
     return Reconstructor(

@@ -6,8 +6,9 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
-from fastrecon.errors import FastreconError
+from fastrecon.errors import FastreconError, InputError, OutputExistsError
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -68,7 +69,46 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_device(device: str | None) -> None:
+    """``--device``: refuse, with one line, a string torch cannot parse or a device without data."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(
+            f"--device {device!r} is not a device name torch knows; expected cpu, cuda, cuda:N (or mps, xpu where present)."
+        ) from None
+    if resolved.type == "meta":
+        raise InputError(f"--device {device!r} holds no data; expected cpu, cuda or cuda:N.")
+
+
+def _check_demo_out(out: str) -> None:
+    """``demo`` replaces only its own kind of output: a PNG file. Anything else at ``--out`` is refused."""
+    from fastrecon._files import check_output
+
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise InputError(f"--out {out!r}: the demo writes a PNG picture; expected a path ending in .png.")
+    if path.is_file() and not path.is_symlink():
+        with path.open("rb") as handle:
+            is_png = handle.read(len(_PNG_SIGNATURE)) == _PNG_SIGNATURE
+        if not is_png:
+            raise OutputExistsError(
+                f"--out {out!r} exists and is not a PNG picture; the demo replaces only a previous PNG. "
+                "Give another path."
+            )
+    check_output(path, overwrite=True)  # refuses a folder
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _check_device(args.device)
+    _check_demo_out(args.out)
     from fastrecon.demo import main as demo_main
 
     return demo_main(args.out, args.seed, args.device, args.source, args.image, args.table)
@@ -77,6 +117,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import fastrecon
 
+    _check_device(args.device)
     weights = None if args.weights == "none" else args.weights
     return fastrecon.load(
         args.model,
@@ -89,8 +130,13 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from fastrecon._files import check_output
     from fastrecon.reconstruct_file import reconstruct_file
 
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"input file not found: {args.input}")
+    # Before the model is loaded: never over the input, an existing output only with --overwrite.
+    check_output(args.out, inputs=[args.input], overwrite=args.overwrite)
     recon = _load(args)
     out = reconstruct_file(
         recon,
@@ -100,6 +146,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         center_fraction=args.center_fraction,
         mask_type=args.mask_type,
         key=args.key,
+        overwrite=args.overwrite,
     )
     print(f"wrote {out}")
     return 0
@@ -127,8 +174,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from fastrecon._files import check_output
     from fastrecon.train.cli import run_train
 
+    _check_device(args.device)
+    out = Path(args.out)
+    data_files = []
+    for folder in (args.data, args.val_data):
+        if folder and folder != "simulated" and Path(folder).exists():
+            root = Path(folder)
+            data_files += (
+                [root] if root.is_file() else [p for p in root.rglob("*") if p.suffix in (".h5", ".mat")]
+            )
+    check_output(out, inputs=data_files, overwrite=args.overwrite)
     return run_train(args)
 
 
@@ -168,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="reconstruct a simulated x8 slice with the bundled demo model, write a PNG"
     )
-    demo.add_argument("--out", default="fastrecon-demo.png")
+    demo.add_argument(
+        "--out", default="fastrecon-demo.png",
+        help="PNG to write (default: %(default)s); a previous PNG there is replaced, any other file is refused",
+    )  # fmt: skip
     demo.add_argument("--seed", type=int, default=1234)
     demo.add_argument("--device", default=None)
     demo.add_argument(
@@ -191,7 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("reconstruct", help="reconstruct a fastMRI .h5 or CMRxRecon .mat file into an .h5")
     rec.add_argument("input")
-    rec.add_argument("--out", required=True)
+    rec.add_argument(
+        "--out", required=True,
+        help="reconstruction .h5 to write; never the input, and an existing file only with --overwrite",
+    )  # fmt: skip
+    rec.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     rec.add_argument("--key", default=None, help="CMRxRecon variable (default: first k-space key found)")
     _add_model_args(rec)
     _add_mask_args(rec, accel_required=False)
@@ -202,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--protocol", default="fastmri", help="fastmri | cmrxrecon (2023) | cmrxrecon-2024 | cmrxrecon-2025"
     )
-    ev.add_argument("--out", default="evaluation", help="writes <out>.csv and <out>.json")
+    ev.add_argument(
+        "--out", default="evaluation", help="writes <out>.csv and <out>.json (previous ones are replaced)"
+    )
     ev.add_argument("--limit-files", type=int, default=None)
     ev.add_argument(
         "--cmrx-ranking", action="store_true",
@@ -217,7 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from fastrecon.train.cli import add_train_parser
 
-    add_train_parser(sub).set_defaults(func=_cmd_train)
+    train = add_train_parser(sub)
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out checkpoint (refused otherwise)"
+    )
+    train.set_defaults(func=_cmd_train)
 
     # --- export (fastrecon.export_cli) ---
     from fastrecon.export_cli import add_export_parser
@@ -228,16 +299,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status. Expected errors (fastrecon's own, files and folders that
+    are missing or cannot be written) print one line on stderr and return 2, without a traceback.
+
+    The caller's warning filters are left alone (tests run with warnings as errors); the console script
+    :func:`run` is what shows warnings once each.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            return int(args.func(args))
-    except (FastreconError, FileNotFoundError) as exc:
-        print(f"fastrecon: error: {exc}", file=sys.stderr)
+        return int(args.func(args))
+    except (FastreconError, OSError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"fastrecon: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("fastrecon: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """The ``fastrecon`` console script: warnings shown once each (never as errors), exit with main()'s status."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        status = main()
+    sys.exit(status)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -34,6 +34,14 @@ class DataFormatError(FastreconError, ValueError):
     """A data file is not in the format it claims to be, is truncated, or lacks the expected keys."""
 
 
+class ConfigError(FastreconError, ValueError):
+    """A model config (registered, or embedded in a checkpoint) has a field of the wrong type or out of range."""
+
+
+class OutputExistsError(FastreconError, FileExistsError):
+    """An output path is one of the inputs, is a folder, or exists and replacing it was not asked for."""
+
+
 class MissingDependencyError(FastreconError, ImportError):
     """An optional dependency (Triton, CuPy, TensorRT, ...) is needed but not installed."""
 
@@ -46,7 +54,13 @@ def close_matches(name: str, choices: list[str] | tuple[str, ...], n: int = 3) -
     """Format 'Available: ...' with the closest matches first, for unknown-name errors."""
     import difflib
 
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
+    # Compare case-insensitively ("CLIP-X8" -> 'clip-x8'); an exact match up to case comes first.
+    by_lower = {choice.lower(): choice for choice in choices}
+    folded = str(name).lower()
+    close = [by_lower[c] for c in difflib.get_close_matches(folded, list(by_lower), n=n, cutoff=0.5)]
+    if folded in by_lower and by_lower[folded] in close:
+        close.remove(by_lower[folded])
+        close.insert(0, by_lower[folded])
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return f"Available: {', '.join(sorted(choices))}.{hint}"
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from fastrecon._files import atomic_write
 from fastrecon.data.cmrxrecon import inspect_cmrxrecon
 from fastrecon.data.dataset import SliceDataset, SliceSample
 from fastrecon.data.fastmri import inspect_fastmri
@@ -59,11 +60,11 @@ class EvaluationReport:
         return "\n".join(lines)
 
     def write(self, out: str | Path) -> tuple[Path, Path]:
-        """``<out>.csv`` (one row per volume and method, then the means) and ``<out>.json``."""
+        """``<out>.csv`` (one row per volume and method, then the means) and ``<out>.json``; existing ones are replaced."""
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         csv_path, json_path = out.with_suffix(".csv"), out.with_suffix(".json")
-        with open(csv_path, "w", newline="") as handle:
+        # Temporary files + rename: a failure never leaves a half-written report.
+        with atomic_write(csv_path) as temp, open(temp, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["file", "method", "ssim", "psnr", "nmse", "count"])
             for row in self.rows:
@@ -77,7 +78,8 @@ class EvaluationReport:
             "means": {method: m.as_dict() for method, m in self.means.items()},
             "volumes": [asdict(row) for row in self.rows],
         }
-        json_path.write_text(json.dumps(payload, indent=2))
+        with atomic_write(json_path) as temp:
+            temp.write_text(json.dumps(payload, indent=2))
         return csv_path, json_path
 
 

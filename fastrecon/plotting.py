@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastrecon._files import atomic_write
+
 
 def _np(image: torch.Tensor | np.ndarray) -> np.ndarray:
     return image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
@@ -21,7 +23,10 @@ def save_comparison_png(
     titles: tuple[str, str, str] = ("target", "zero-filled", "reconstruction"),
     suptitle: str = "",
 ) -> Path:
-    """target | zero-filled | reconstruction | |error| x5, one shared grey scale; returns the path."""
+    """target | zero-filled | reconstruction | |error| x5, one shared grey scale; returns the path.
+
+    An existing file at ``path`` is replaced (atomically, through a temporary file beside it).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +44,10 @@ def save_comparison_png(
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        # Temporary file + rename: a failure never leaves half a PNG or loses the previous one.
+        with atomic_write(path) as temp:
+            fig.savefig(temp, dpi=110, format=path.suffix.lstrip(".").lower() or "png")
+    finally:
+        plt.close(fig)
     return path

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from fastrecon._files import check_output
 from fastrecon.data.cmrxrecon import read_cmrxrecon
 from fastrecon.data.fastmri import read_fastmri, write_reconstruction
 from fastrecon.errors import DataFormatError
@@ -22,11 +23,18 @@ def reconstruct_file(
     center_fraction: float = 0.08,
     mask_type: str = "equispaced_fraction",
     key: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Read ``path``, undersample it when ``acceleration`` is given (mask seeded by the file name, as
     fastMRI does), otherwise use the file's own mask or zero pattern; write ``reconstruction (N, H, W)``.
+
+    ``out`` is checked before anything is read: it may never be the input (also through links), and
+    an existing ``out`` is replaced only with ``overwrite=True``
+    (:class:`~fastrecon.errors.OutputExistsError`). The output is written to a temporary file and
+    renamed, so a failure never leaves half a file.
     """
     path = Path(path)
+    out = check_output(out, inputs=[path], overwrite=overwrite)
     mask = None
     if path.suffix == ".h5":
         volume = read_fastmri(path)
@@ -46,4 +54,6 @@ def reconstruct_file(
     attrs = {"model": recon.config.name, "weights": str(recon.weights_path), "source": str(path)}
     if acceleration is not None:
         attrs.update(acceleration=acceleration, center_fraction=center_fraction, mask_type=mask_type)
-    return write_reconstruction(out, image, attrs=attrs)
+    # Checked again at the write: the input must not have been replaced by the output meanwhile.
+    check_output(out, inputs=[path], overwrite=overwrite)
+    return write_reconstruction(out, image, attrs=attrs, overwrite=overwrite)

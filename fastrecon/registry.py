@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastrecon.errors import UnknownNameError, close_matches
+from fastrecon import _checks as C
+from fastrecon.errors import ConfigError, InputTypeError, UnknownNameError, WeightsError, close_matches
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -122,34 +124,291 @@ class ModelConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        def build(kind: type, value: Any) -> Any:
-            if value is None:
-                return None
-            fields = {f.name: f for f in dataclasses.fields(kind)}
-            kwargs = {}
-            for key, val in value.items():
-                if key not in fields:
-                    continue  # forward compatibility: ignore fields this version does not know
-                kwargs[key] = tuple(val) if isinstance(val, list) else val
-            return kind(**kwargs)
+    def from_dict(cls, data: Any) -> ModelConfig:
+        """Parse and validate a config dict (e.g. a checkpoint's embedded JSON).
 
-        return cls(
-            name=data["name"],
-            family=data["family"],
-            contract=build(InputContract, data["contract"]),
-            weights=build(WeightsInfo, data["weights"]),
-            num_cascades=data.get("num_cascades", 12),
-            encoder=build(EncoderConfig, data.get("encoder")),
-            decoder=build(DecoderConfig, data.get("decoder")),
-            varnet=build(VarNetConfig, data.get("varnet")),
-            sens=build(SensConfig, data.get("sens", {})),
-            description=data.get("description", ""),
-        )
+        Every field is checked for type and range before anything is built from it (see
+        :data:`LIMITS`); a bad field raises :class:`~fastrecon.errors.ConfigError` naming it. Fields
+        this version does not know are ignored (forward compatibility); encoder keyword arguments
+        for timm must be in :data:`TIMM_KWARGS`.
+        """
+        return _parse_model_config(data)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
-        return cls.from_dict(json.loads(text))
+        """Parse and validate a config written by :meth:`to_json`; bad JSON or fields raise ConfigError."""
+        if not isinstance(text, str) or len(text) > _MAX_CONFIG_CHARS:
+            raise ConfigError(
+                f"config JSON is {type(text).__name__} of {len(text) if isinstance(text, str) else '?'} characters; "
+                f"expected a JSON string of at most {_MAX_CONFIG_CHARS} characters."
+            )
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ConfigError(f"config is not valid JSON ({exc}).") from None
+        return cls.from_dict(data)
+
+    def validated(self) -> ModelConfig:
+        """This config after the checks :meth:`from_dict` applies (raises ConfigError when a field is bad)."""
+        return ModelConfig.from_dict(self.to_dict())
+
+
+# --- parsing untrusted configs -------------------------------------------------------------------
+# A checkpoint's config decides what gets built, so every field is checked before anything is.
+# Upper bounds are generous for real ViT/VarNet variants (ViT-L/g, 64 cascades) and far below what
+# would exhaust memory; a file whose tensors do not match the config is refused before building
+# anything big (see fastrecon.weights.build_from_checkpoint).
+
+LIMITS: dict[str, tuple[float, float]] = {
+    "num_cascades": (1, 64),
+    "embed_dim": (1, 2048),
+    "patch_size": (1, 64),
+    "img_size": (1, 1024),
+    "num_blocks": (1, 48),
+    "num_heads": (1, 64),
+    "decoder_channels": (1, 4096),
+    "input_channels": (1, 1024),
+    "unet_chans": (1, 256),
+    "unet_pools": (1, 8),
+    "unet_widest": (1, 4096),  # chans * 2**(pools-1): the deepest U-Net level's width
+    "acceleration": (1, 64),
+    "acs_lines": (1, 4096),
+    "coils": (1, 1024),
+    "num_classes": (0, 32768),
+    "reg_tokens": (0, 16),
+}
+"""Inclusive ranges of the numeric config fields checked by :meth:`ModelConfig.from_dict`."""
+
+_MAX_CONFIG_CHARS = 1 << 20
+_NAME = (
+    r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"  # model names, library architectures, file names: no paths, no "hf-hub:"
+)
+_FAMILIES = ("vit_unrolled", "varnet")
+_ENCODER_KINDS = ("clip", "dinov2", "biomedclip", "tiny")
+_ENCODER_SOURCES = ("open_clip", "timm")
+_SHA256 = r"[0-9a-f]{64}"
+
+
+def _limited(key: str) -> Any:
+    low, high = LIMITS[key]
+    return lambda where, value: C.whole(where, value, int(low), int(high))
+
+
+def _global_pool(where: str, value: Any) -> str:
+    return C.choice(where, value, ("", "avg", "token", "map", "avgmax", "max"))
+
+
+TIMM_KWARGS: dict[str, Any] = {
+    "img_size": _limited("img_size"),
+    "patch_size": _limited("patch_size"),
+    "embed_dim": _limited("embed_dim"),
+    "depth": _limited("num_blocks"),
+    "num_heads": _limited("num_heads"),
+    "mlp_ratio": lambda where, value: C.real(where, value, 0.0, 16.0, low_open=True),
+    "num_classes": _limited("num_classes"),
+    "dynamic_img_size": C.flag,
+    "class_token": C.flag,
+    "reg_tokens": _limited("reg_tokens"),
+    "no_embed_class": C.flag,
+    "global_pool": _global_pool,
+    "init_values": C.optional(lambda where, value: C.real(where, value, 0.0, 10.0, low_open=True)),
+    "qkv_bias": C.flag,
+}
+"""The keyword arguments a config may pass to ``timm.create_model``, each with its check; any other is refused
+(``pretrained_cfg``, ``checkpoint_path``... must never come from a file)."""
+
+
+def _fields(where: str, data: dict[str, Any], kind: type, checks: dict[str, Any]) -> Any:
+    """Build dataclass ``kind`` from ``data``: known fields checked, unknown ones ignored, defaults kept."""
+    known = {f.name for f in dataclasses.fields(kind)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            continue  # forward compatibility: ignore fields this version does not know
+        kwargs[key] = checks[key](f"{where}.{key}" if where else key, value)
+    try:
+        return kind(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"config section {where or 'top level'!r} is incomplete ({exc}).") from None
+
+
+def _unet_width(where: str, chans: int, pools: int) -> None:
+    widest = chans * 2 ** (pools - 1)
+    if widest > LIMITS["unet_widest"][1]:
+        raise ConfigError(
+            f"config fields {where}.chans={chans} and {where}.pools={pools} give a deepest U-Net level of "
+            f"{widest} channels; expected at most {int(LIMITS['unet_widest'][1])}."
+        )
+
+
+def _parse_timm_kwargs(where: str, value: Any) -> dict[str, Any]:
+    data = C.section(where, value)
+    unknown = sorted(set(data) - set(TIMM_KWARGS))
+    if unknown:
+        raise ConfigError(
+            f"config field {where!r} has keyword arguments {unknown} that fastrecon does not pass to timm; "
+            f"allowed: {', '.join(sorted(TIMM_KWARGS))}."
+        )
+    return {key: TIMM_KWARGS[key](f"{where}.{key}", val) for key, val in data.items()}
+
+
+def _mean_std(low: float, low_open: bool) -> Any:
+    def check(where: str, value: Any) -> tuple[float, ...]:
+        return C.fixed_tuple(where, value, 3, lambda w, v: C.real(w, v, low, 1000.0, low_open=low_open))
+
+    return check
+
+
+def _parse_encoder(where: str, value: Any) -> EncoderConfig:
+    data = C.section(where, value)
+    encoder: EncoderConfig = _fields(
+        where,
+        data,
+        EncoderConfig,
+        {
+            "kind": lambda w, v: C.choice(w, v, _ENCODER_KINDS),
+            "source": lambda w, v: C.choice(w, v, _ENCODER_SOURCES),
+            "arch": lambda w, v: C.text(
+                w,
+                v,
+                max_len=100,
+                pattern=_NAME,
+                what="a library architecture name (letters, digits, _ . + -)",
+            ),
+            "pretrained": C.optional(lambda w, v: C.text(w, v, max_len=200)),
+            "embed_dim": _limited("embed_dim"),
+            "patch_size": _limited("patch_size"),
+            "img_size": _limited("img_size"),
+            "num_blocks": _limited("num_blocks"),
+            "mean": _mean_std(-1000.0, low_open=False),
+            "std": _mean_std(0.0, low_open=True),
+            "timm_kwargs": _parse_timm_kwargs,
+            "licence": lambda w, v: C.text(w, v, max_len=2000),
+        },
+    )
+    if encoder.img_size < encoder.patch_size:
+        raise ConfigError(
+            f"config field {where}.img_size={encoder.img_size} is smaller than {where}.patch_size="
+            f"{encoder.patch_size}; expected at least one patch."
+        )
+    for key in ("img_size", "patch_size", "embed_dim"):
+        given = encoder.timm_kwargs.get(key)
+        if given is not None and given != getattr(encoder, key):
+            raise ConfigError(
+                f"config field {where}.timm_kwargs.{key}={given} disagrees with {where}.{key}="
+                f"{getattr(encoder, key)}; expected the same value."
+            )
+    return encoder
+
+
+def _parse_decoder(where: str, value: Any, num_blocks: int | None) -> DecoderConfig:
+    data = C.section(where, value)
+    layers_high = (num_blocks or int(LIMITS["num_blocks"][1])) - 1
+    return _fields(  # type: ignore[no-any-return]
+        where,
+        data,
+        DecoderConfig,
+        {
+            "channels": lambda w, v: C.fixed_tuple(w, v, 4, _limited("decoder_channels")),
+            "skip_layers": lambda w, v: C.fixed_tuple(
+                w, v, 3, lambda w2, v2: C.whole(w2, v2, 0, layers_high)
+            ),
+            "input_channels": _limited("input_channels"),
+            "percentile": lambda w, v: C.real(w, v, 0.0, 100.0, low_open=True),
+        },
+    )
+
+
+def _parse_unet(where: str, value: Any, kind: type) -> Any:
+    data = C.section(where, value)
+    checks: dict[str, Any] = {"chans": _limited("unet_chans"), "pools": _limited("unet_pools")}
+    if kind is SensConfig:
+        checks["eps"] = lambda w, v: C.real(w, v, 0.0, 1e-3, low_open=True)
+    parsed = _fields(where, data, kind, checks)
+    _unet_width(where, parsed.chans, parsed.pools)
+    return parsed
+
+
+def _parse_contract(where: str, value: Any) -> InputContract:
+    data = C.section(where, value)
+    contract: InputContract = _fields(
+        where,
+        data,
+        InputContract,
+        {
+            "acceleration": _limited("acceleration"),
+            "mask_type": lambda w, v: C.text(w, v, max_len=64, pattern=_NAME, what="a mask type name"),
+            "acs_lines": _limited("acs_lines"),
+            "min_acs_lines": _limited("acs_lines"),
+            "min_coils": _limited("coils"),
+            "max_coils": _limited("coils"),
+        },
+    )
+    if contract.min_coils > contract.max_coils:
+        raise ConfigError(
+            f"config fields {where}.min_coils={contract.min_coils} > {where}.max_coils={contract.max_coils}; "
+            "expected min_coils <= max_coils."
+        )
+    return contract
+
+
+def _parse_weights_info(where: str, value: Any) -> WeightsInfo:
+    data = C.section(where, value)
+    return _fields(  # type: ignore[no-any-return]
+        where,
+        data,
+        WeightsInfo,
+        {
+            "filename": lambda w, v: C.text(
+                w, v, max_len=200, pattern=_NAME, what="a bare file name (no folders)"
+            ),
+            "sha256": C.optional(
+                lambda w, v: C.text(w, v, max_len=64, pattern=_SHA256, what="64 lowercase hex digits")
+            ),
+            "licence": lambda w, v: C.text(w, v, max_len=2000),
+            "provenance": lambda w, v: C.text(w, v, max_len=10000),
+            "bundled": C.flag,
+        },
+    )
+
+
+def _parse_model_config(data: Any) -> ModelConfig:
+    data = C.section("(config)", data)
+    for key in ("name", "family", "contract", "weights"):
+        if key not in data:
+            raise ConfigError(f"config has no {key!r} field; expected name, family, contract and weights.")
+    family = C.choice("family", data["family"], _FAMILIES)
+    encoder = None
+    decoder = None
+    if data.get("encoder") is not None:
+        encoder = _parse_encoder("encoder", data["encoder"])
+    if data.get("decoder") is not None:
+        decoder = _parse_decoder("decoder", data["decoder"], encoder.num_blocks if encoder else None)
+    if family == "vit_unrolled" and (encoder is None or decoder is None):
+        raise ConfigError(
+            f"config of family 'vit_unrolled' has encoder={shown_or_none(data.get('encoder'))} and "
+            f"decoder={shown_or_none(data.get('decoder'))}; expected both sections."
+        )
+    varnet = _parse_unet("varnet", data["varnet"], VarNetConfig) if data.get("varnet") is not None else None
+    sens = _parse_unet("sens", data.get("sens", {}), SensConfig)
+    return ModelConfig(
+        name=C.text(
+            "name", data["name"], max_len=128, pattern=_NAME, what="a model name (letters, digits, _ . + -)"
+        ),
+        family=family,  # type: ignore[arg-type]
+        contract=_parse_contract("contract", data["contract"]),
+        weights=_parse_weights_info("weights", data["weights"]),
+        num_cascades=_limited("num_cascades")("num_cascades", data.get("num_cascades", 12)),
+        encoder=encoder,
+        decoder=decoder,
+        varnet=varnet,
+        sens=sens,
+        description=C.text("description", data.get("description", ""), max_len=10000),
+    )
+
+
+def shown_or_none(value: Any) -> str:
+    return "missing" if value is None else C.shown(value)
 
 
 _REGISTRY: dict[str, ModelConfig] = {}
@@ -168,12 +427,30 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
+
+
 def get_config(name: str) -> ModelConfig:
-    """The config registered under ``name``; unknown names list what exists, closest first."""
+    """The config registered under ``name``; unknown names list what exists, closest first.
+
+    A name that looks like a file (a checkpoint suffix, or a folder in it) and is not registered is
+    answered as a missing file (:class:`~fastrecon.errors.WeightsError`), not as an unknown model.
+    """
+    if not isinstance(name, str):
+        raise InputTypeError(
+            f"model name is {name!r} ({type(name).__name__}); expected a registered name (str, see "
+            "fastrecon.list_models()) or the path of a .safetensors checkpoint."
+        )
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownNameError(f"unknown model {name!r}. {close_matches(name, list(_REGISTRY))}") from None
+        pass
+    if name.lower().endswith(_CHECKPOINT_SUFFIXES) or "/" in name or os.sep in name:
+        raise WeightsError(
+            f"checkpoint file {name!r} does not exist (and it is not a registered model name). "
+            "Give the path of an existing .safetensors checkpoint, or one of fastrecon.list_models()."
+        )
+    raise UnknownNameError(f"unknown model {name!r}. {close_matches(name, list(_REGISTRY))}")
 
 
 # --- encoders -------------------------------------------------------------------------------------

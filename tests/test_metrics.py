@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import skimage.metrics as metrics_sk  # a dev dependency: a broken environment must fail, not skip
 import torch
 import torch.nn.functional as F
 
@@ -24,8 +25,6 @@ from fastrecon.metrics import (
     fastmri_ssim,
     mean_results,
 )
-
-metrics_sk = pytest.importorskip("skimage.metrics")
 
 
 def _pair(

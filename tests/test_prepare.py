@@ -33,7 +33,8 @@ def test_prepared_forward_is_one_graph_without_breaks(family: str) -> None:
 
 def test_unprepared_forward_still_searches_the_acs_on_the_host() -> None:
     """Training and fastMRI-style callers pass no ACS: same numbers, found on the host."""
-    model = seed_nonzero_heads(build_model(tiny_vit_config(), warn_random_encoder=False).eval())
+    model = build_model(tiny_vit_config(), warn_random_encoder=False).eval()
+    assert seed_nonzero_heads(model) == 2
     k, mask = masked_kspace(num=2)
     p = prepare(k, mask, min_acs_lines=2, device=CPU)
     with torch.inference_mode():

@@ -72,6 +72,9 @@ def open_h5(path: str | Path, what: str) -> Iterator[h5py.File]:
 
 def read_dataset(handle: h5py.File, key: str, selection: Any = ()) -> np.ndarray:
     """``handle[key][selection]`` with read errors (corrupt or truncated data) as :class:`DataFormatError`."""
+    if not isinstance(handle.get(key), h5py.Dataset):
+        kind = "missing" if key not in handle else "an HDF5 group, not a dataset"
+        raise DataFormatError(f"{handle.filename}: {key!r} is {kind}; expected an array.")
     try:
         return np.asarray(handle[key][selection])
     except (OSError, RuntimeError) as exc:

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import torch
 
+from fastrecon._files import atomic_write, check_output
 from fastrecon.data._h5 import attr_value, open_h5, read_dataset, to_complex64
 from fastrecon.errors import DataFormatError, InputError, InputTypeError
 
@@ -156,6 +157,11 @@ def _info(handle: h5py.File, path: Path) -> FastMRIInfo:
             f"{path} has no 'kspace' dataset; keys found: {sorted(handle.keys())}; expected a fastMRI file with "
             f"'kspace' and optionally {', '.join(TARGET_KEYS)}, 'ismrmrd_header', 'mask'."
         )
+    for key in ("kspace", *TARGET_KEYS, "mask", "ismrmrd_header"):
+        if key in handle and not isinstance(handle[key], h5py.Dataset):
+            raise DataFormatError(
+                f"{path}: {key!r} is an HDF5 group, not a dataset; expected a fastMRI file whose {key!r} is an array."
+            )
     shape = tuple(handle["kspace"].shape)
     if len(shape) == 3:
         num_slices, height, width = shape
@@ -264,21 +270,23 @@ def write_reconstruction(
     reconstruction: np.ndarray | torch.Tensor,
     *,
     attrs: dict[str, Any] | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write a fastMRI-style reconstruction file: dataset ``reconstruction`` ``(N, H, W)`` float32.
 
     This is the layout fastMRI's ``save_reconstructions`` writes and its ``evaluate.py`` reads
     (one file per volume, named like the input file). ``attrs`` become HDF5 attributes. Parent
-    folders are created; an existing file is replaced. Returns the path.
+    folders are created. The file is written to a temporary file beside ``path`` and renamed onto it,
+    so a failure never leaves half a file or loses an old one; an existing file is replaced only
+    when ``overwrite`` is true (otherwise :class:`~fastrecon.errors.OutputExistsError`). Returns the path.
     """
     array = _as_numpy(reconstruction, "reconstruction")
     if np.iscomplexobj(array):
         raise InputTypeError("reconstruction is complex; write the magnitude (e.g. RSS), as fastMRI does.")
     if array.ndim != 3:
         raise InputError(f"reconstruction has shape {array.shape}; expected (N, H, W).")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as handle:
+    path = check_output(path, overwrite=overwrite)
+    with atomic_write(path, overwrite=overwrite) as temp, h5py.File(temp, "w") as handle:
         handle.create_dataset("reconstruction", data=array.astype(np.float32, copy=False))
         _write_attrs(handle, attrs)
     return path
@@ -317,8 +325,12 @@ def write_fastmri(
     mask: np.ndarray | torch.Tensor | None = None,
     attrs: dict[str, Any] | None = None,
     recon_size: tuple[int, int] | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write a volume in fastMRI's file layout (e.g. simulated data for :class:`~fastrecon.data.SliceDataset`).
+
+    Written to a temporary file beside ``path`` and renamed onto it; an existing file is replaced only
+    when ``overwrite`` is true (otherwise :class:`~fastrecon.errors.OutputExistsError`).
 
     Args:
         kspace: ``(N, C, H, W)`` complex k-space, stored as complex64 ``kspace``.
@@ -345,9 +357,8 @@ def write_fastmri(
         recon_size = (
             (int(target_np.shape[-2]), int(target_np.shape[-1])) if target_np is not None else (height, width)
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as handle:
+    path = check_output(path, overwrite=overwrite)
+    with atomic_write(path, overwrite=overwrite) as temp, h5py.File(temp, "w") as handle:
         handle.create_dataset("kspace", data=kspace_np.astype(np.complex64, copy=False))
         if target_np is not None:
             handle.create_dataset("reconstruction_rss", data=target_np)

@@ -81,14 +81,17 @@ class FrozenEncoder(nn.Module):
                 f"encoder {config.arch!r} has {num_blocks} blocks; num_blocks={config.num_blocks} must be in 1..{num_blocks}."
             )
         # Config-derived constants: not persistent, so state dicts hold only the ViT's own weights.
-        self.register_buffer(
-            "mean", torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "std", torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
+        self.reset_constant_buffers(None)
         self.requires_grad_(False)
         self.train(False)
+
+    def reset_constant_buffers(self, device: torch.device | None) -> None:
+        """(Re)compute the non-persistent ``mean``/``std`` buffers from the config on ``device``
+        (default: the current default device). Called after a meta-device build is loaded
+        (:func:`fastrecon.models.materialize_buffers`), since state dicts do not carry them."""
+        for name, values in (("mean", self.config.mean), ("std", self.config.std)):
+            tensor = torch.tensor(values, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+            self.register_buffer(name, tensor, persistent=False)
 
     @property
     def grid_size(self) -> int:
@@ -245,7 +248,7 @@ def _build_random(config: EncoderConfig) -> nn.Module:
     if config.source == "open_clip":
         import open_clip
 
-        return open_clip.create_model(config.arch, pretrained=None).visual  # type: ignore[no-any-return]
+        return open_clip.create_model(config.arch, pretrained=None, device=torch.get_default_device()).visual  # type: ignore[no-any-return]
     if config.source == "timm":
         import timm
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hdf5storage  # dev dependencies: a broken environment must fail, not skip
 import numpy as np
 import pytest
+import scipy.io as scipy_io
 
 from fastrecon.data.cmrxrecon import inspect_cmrxrecon, read_cmrxrecon, read_cmrxrecon_mask
 from fastrecon.errors import DataFormatError, InputError
@@ -57,7 +59,6 @@ def test_single_item_read_equals_full_read(cine) -> None:
 
 
 def test_hdf5storage_written_file(tmp_path: Path) -> None:
-    hdf5storage = pytest.importorskip("hdf5storage")
     mat = complex_random((KX, KY, KC, KZ, T), seed=2)
     path = tmp_path / "cine_lax.mat"
     hdf5storage.savemat(
@@ -132,7 +133,6 @@ def test_key_choice(tmp_path: Path) -> None:
 
 
 def test_v5_mat_file_is_explained(tmp_path: Path) -> None:
-    scipy_io = pytest.importorskip("scipy.io")
     path = tmp_path / "cine_v5.mat"
     scipy_io.savemat(str(path), {"kspace_full": complex_random((4, 4, 2), seed=0)})
     assert path.read_bytes()[:19] == b"MATLAB 5.0 MAT-file"

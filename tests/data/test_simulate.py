@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import skimage.data  # noqa: F401 - a dev dependency: a broken environment must fail, not skip
 import torch
 
 from fastrecon.data.simulate import (
@@ -97,7 +98,6 @@ def test_smooth_phase() -> None:
 
 
 def test_shepp_logan_source() -> None:
-    pytest.importorskip("skimage.data")
     image = shepp_logan_image((64, 48))
     assert image.shape == (64, 48) and float(image.max()) == pytest.approx(1.0)
     sim = simulate_slice((64, 48), 4, source="shepp-logan", seed=0)
