@@ -96,8 +96,9 @@ def seed_nonzero_heads(model: torch.nn.Module, seed: int = 0, std: float = 0.02)
     return count
 
 
-def zero_filled(kspace: torch.Tensor) -> torch.Tensor:
-    """RSS of the zero-filled coil images, ``(N, H, W)``."""
+def zero_filled(kspace: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """RSS of the zero-filled coil images of (masked) k-space ``(N, C, H, W)`` -> ``(N, H, W)``: the image
+    a model with zero heads returns, which a parity test's model must differ from."""
     from fastrecon.physics import ifft2c, rss
 
-    return rss(ifft2c(kspace), dim=1)
+    return rss(ifft2c(kspace if mask is None else kspace * mask), dim=1)

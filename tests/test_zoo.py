@@ -28,6 +28,8 @@ FP64_RTOL_PER_CASCADE = 8 * math.sqrt(4096) * torch.finfo(torch.float32).eps
 # The model must change the image by much more than that, or the comparison could not tell.
 MIN_CHANGE = 0.02  # relative L2 distance from the zero-filled RSS (measured: 0.1 .. 0.85)
 CHECKED_CASCADES = 1  # the float64 run (slow on CPU for ViT-B) covers the first cascade
+# x4 / x8 / x10 of a family share one architecture: the float64 run checks one of them (x8) per family.
+FLOAT64_CHECKED = {name for name in ZOO if name.endswith("-x8")} | {"demo-x8"}
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -51,6 +53,8 @@ def test_every_registered_model_reconstructs(name: str) -> None:
     change = _relative(out_t, zero_filled)
     assert change > MIN_CHANGE, f"{name}: output only {change:.2e} away from zero-filled"
 
+    if name not in FLOAT64_CHECKED:
+        return
     # Second path: the same model (first cascade) in float64 on complex128 k-space.
     short = copy.deepcopy(recon.model)
     short.cascades = torch.nn.ModuleList(list(short.cascades)[:CHECKED_CASCADES])

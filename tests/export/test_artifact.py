@@ -17,18 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
-
-import fastrecon  # noqa: E402
-from fastrecon import parity  # noqa: E402
-from fastrecon.cli import main  # noqa: E402
-from fastrecon.errors import BackendUnavailableError, InputError  # noqa: E402
-from fastrecon.export.artifact import MANIFEST, export_model, parse_batch  # noqa: E402
-from fastrecon.export.cache import state_dict_sha256  # noqa: E402
-from fastrecon.weights import sha256_file  # noqa: E402
-from tests.export._models import zero_filled  # noqa: E402
-from tests.helpers import masked_kspace  # noqa: E402
+import fastrecon
+from fastrecon import parity
+from fastrecon.cli import main
+from fastrecon.errors import BackendUnavailableError, InputError
+from fastrecon.export.artifact import MANIFEST, export_model, parse_batch
+from fastrecon.export.cache import state_dict_sha256
+from fastrecon.weights import sha256_file
+from tests.helpers import masked_kspace, zero_filled
 
 
 @pytest.fixture(scope="module")
