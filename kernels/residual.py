@@ -102,6 +102,24 @@ def _check_matrix(name: str, t: object, n: int, shape: tuple[int, int], device: 
     _check(name, t, (int(t.shape[0]), *shape), torch.complex64, device)
 
 
+def _check_common(
+    rho: torch.Tensor, dc_weight: torch.Tensor, sens: torch.Tensor, correction: torch.Tensor
+) -> tuple[int, int, int, int, int, torch.device]:
+    """Check what both updates take; returns ``(N, C, H, W, Mp, device)``."""
+    if not isinstance(sens, torch.Tensor) or sens.ndim != 4:
+        raise InputError(f"sens must be (N, C, H, W) complex64, got {getattr(sens, 'shape', sens)}.")
+    n, c, h, w = sens.shape
+    device = sens.device
+    _check("sens", sens, (n, c, h, w), torch.complex64, device)
+    _check("correction", correction, (n, h, w), torch.complex64, device)
+    if not isinstance(rho, torch.Tensor) or rho.ndim != 4:
+        raise InputError(f"rho must be (N, C, H, Mp) complex64, got {getattr(rho, 'shape', rho)}.")
+    mp = int(rho.shape[-1])
+    _check("rho", rho, (n, c, h, mp), torch.complex64, device)
+    _check_weight(dc_weight, device)
+    return n, c, h, w, mp, device
+
+
 def validate_residual_x_update(
     x: torch.Tensor,
     rho: torch.Tensor,
@@ -111,20 +129,10 @@ def validate_residual_x_update(
     phi: torch.Tensor,
     correction: torch.Tensor,
 ) -> None:
-    if not isinstance(sens, torch.Tensor) or sens.ndim != 4:
-        raise InputError(f"sens must be (N, C, H, W) complex64, got {getattr(sens, 'shape', sens)}.")
-    n, c, h, w = sens.shape
-    device = sens.device
-    _check("sens", sens, (n, c, h, w), torch.complex64, device)
+    n, _, h, w, mp, device = _check_common(rho, dc_weight, sens, correction)
     _check("x", x, (n, h, w), torch.complex64, device)
-    _check("correction", correction, (n, h, w), torch.complex64, device)
     _check("phi", phi, (n, h, w), torch.float32, device)
-    if not isinstance(rho, torch.Tensor) or rho.ndim != 4:
-        raise InputError(f"rho must be (N, C, H, Mp) complex64, got {getattr(rho, 'shape', rho)}.")
-    mp = int(rho.shape[-1])
-    _check("rho", rho, (n, c, h, mp), torch.complex64, device)
     _check_matrix("inverse_p", inverse_p, n, (mp, w), device)
-    _check_weight(dc_weight, device)
 
 
 def validate_residual_rho_update(
@@ -134,18 +142,8 @@ def validate_residual_rho_update(
     sens: torch.Tensor,
     correction: torch.Tensor,
 ) -> None:
-    if not isinstance(sens, torch.Tensor) or sens.ndim != 4:
-        raise InputError(f"sens must be (N, C, H, W) complex64, got {getattr(sens, 'shape', sens)}.")
-    n, c, h, w = sens.shape
-    device = sens.device
-    _check("sens", sens, (n, c, h, w), torch.complex64, device)
-    _check("correction", correction, (n, h, w), torch.complex64, device)
-    if not isinstance(rho, torch.Tensor) or rho.ndim != 4:
-        raise InputError(f"rho must be (N, C, H, Mp) complex64, got {getattr(rho, 'shape', rho)}.")
-    mp = int(rho.shape[-1])
-    _check("rho", rho, (n, c, h, mp), torch.complex64, device)
+    n, _, _, w, mp, device = _check_common(rho, dc_weight, sens, correction)
     _check_matrix("forward_p", forward_p, n, (w, mp), device)
-    _check_weight(dc_weight, device)
 
 
 # ----------------------------------------------------------------------------------------------------

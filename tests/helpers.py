@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 
+import fastrecon
 from fastrecon.physics import fft2c
 from fastrecon.registry import (
     TINY_DEMO_ENCODER,
@@ -102,3 +103,14 @@ def zero_filled(kspace: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     from fastrecon.physics import ifft2c, rss
 
     return rss(ifft2c(kspace if mask is None else kspace * mask), dim=1)
+
+
+def load_unregistered(config: ModelConfig, **kwargs: object) -> fastrecon.Reconstructor:
+    """``fastrecon.load`` a test config with random weights (registered only while it loads)."""
+    from fastrecon.registry import _REGISTRY, register
+
+    register(config, overwrite=True)
+    try:
+        return fastrecon.load(config.name, weights=None, **kwargs)  # type: ignore[arg-type]
+    finally:
+        _REGISTRY.pop(config.name, None)

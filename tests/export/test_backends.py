@@ -9,20 +9,21 @@ import fastrecon
 from fastrecon import parity
 from fastrecon.errors import BackendUnavailableError, MissingDependencyError, UnknownNameError
 from fastrecon.export import get_backend, list_backends
-from fastrecon.registry import _REGISTRY, register
-from tests.helpers import masked_kspace, seed_nonzero_heads, tiny_varnet_config, tiny_vit_config, zero_filled
+from tests.helpers import (
+    load_unregistered,
+    masked_kspace,
+    seed_nonzero_heads,
+    tiny_varnet_config,
+    tiny_vit_config,
+    zero_filled,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_vit() -> fastrecon.Reconstructor:
     """A tiny ViT model with seeded non-zero heads (a random model with zero heads returns its input)."""
-    config = tiny_vit_config("test-backends-vit")
-    register(config, overwrite=True)
-    try:
-        with pytest.warns(UserWarning, match="random"):
-            recon = fastrecon.load(config.name, weights=None, device="cpu")
-    finally:
-        _REGISTRY.pop(config.name, None)
+    with pytest.warns(UserWarning, match="random"):
+        recon = load_unregistered(tiny_vit_config("test-backends-vit"), device="cpu")
     seed_nonzero_heads(recon.model)
     return recon
 
@@ -85,13 +86,8 @@ def test_compile_bf16_passes_the_reduced_gate(demo: fastrecon.Reconstructor) -> 
 
 
 def test_compile_varnet_passes_the_fp32_gate() -> None:
-    config = tiny_varnet_config("test-backends-varnet")
-    register(config, overwrite=True)
-    try:
-        with pytest.warns(UserWarning, match="random"):
-            recon = fastrecon.load(config.name, weights=None, device="cpu")
-    finally:
-        _REGISTRY.pop(config.name, None)
+    with pytest.warns(UserWarning, match="random"):
+        recon = load_unregistered(tiny_varnet_config("test-backends-varnet"), device="cpu")
     k, _ = masked_kspace(num=2, coils=4, height=32, width=24, seed=5)
     torch._dynamo.reset()
     report = parity.check(recon, k, backend="compile")

@@ -6,23 +6,17 @@ import pytest
 import torch
 
 import fastrecon
-from fastrecon import parity, register
+from fastrecon import parity
 from fastrecon.errors import BackendUnavailableError
 from fastrecon.kernels import dc
-from fastrecon.registry import _REGISTRY
-from tests.helpers import masked_kspace, seed_nonzero_heads, tiny_vit_config, zero_filled
+from tests.helpers import load_unregistered, masked_kspace, seed_nonzero_heads, tiny_vit_config, zero_filled
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="module")
 def eager() -> fastrecon.Reconstructor:
-    config = tiny_vit_config("test-triton-backend", cascades=2)
-    register(config, overwrite=True)
-    try:
-        recon = fastrecon.load(config.name, weights=None, device=DEVICE)
-    finally:
-        _REGISTRY.pop(config.name, None)
+    recon = load_unregistered(tiny_vit_config("test-triton-backend", cascades=2), device=DEVICE)
     assert seed_nonzero_heads(recon.model) == 2
     return recon
 

@@ -11,8 +11,7 @@ from fastrecon.errors import BackendUnavailableError, InputError
 from fastrecon.physics import fft2c
 from fastrecon.physics.hybrid import AUTO_HYBRID, HYBRID, RESIDUAL, HybridPlan
 from fastrecon.physics.plan import KSPACE_2D, KSpacePlan
-from fastrecon.registry import _REGISTRY, register
-from tests.helpers import masked_kspace, tiny_varnet_config
+from tests.helpers import load_unregistered, masked_kspace, tiny_varnet_config
 
 
 def _column_masks(num: int, width: int, accel: int | None, acs: int, gen: torch.Generator) -> torch.Tensor:
@@ -75,13 +74,8 @@ def test_column_forms_refuse_2d_masks_and_auto_falls_back() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_varnet() -> fastrecon.Reconstructor:
-    config = tiny_varnet_config("test-hybrid-varnet")
-    register(config, overwrite=True)
-    try:
-        with pytest.warns(UserWarning, match="random"):
-            return fastrecon.load(config.name, weights=None, device="cpu")
-    finally:
-        _REGISTRY.pop(config.name, None)
+    with pytest.warns(UserWarning, match="random"):
+        return load_unregistered(tiny_varnet_config("test-hybrid-varnet"), device="cpu")
 
 
 @pytest.mark.parametrize("dc", ["hybrid", "residual"])
