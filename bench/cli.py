@@ -82,7 +82,7 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend", type=_csv, default=None,
         help="comma-separated (default: eager,compile on CPU; eager,triton,compile,tensorrt on CUDA); "
-        "eager fp32 is always added as the reference",
+        "NAME:PRECISION runs one precision only (e.g. compile:fp16); eager fp32 is always added as the reference",
     )  # fmt: skip
     parser.add_argument("--precision", type=_csv, default=None, help="fp32,bf16,fp16 (default fp32)")
     parser.add_argument(
@@ -93,6 +93,11 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch", type=_ints, default=None, help="comma-separated batch sizes (default 1,4)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch CPU threads (default: torch's). On a loaded machine 1 thread can be several times faster "
+        "than 2: OpenMP threads spin-wait on each other; the count is recorded in every row",
+    )  # fmt: skip
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=None, help="timed throughput runs (GPU 20, CPU 5)")
     parser.add_argument("--latency-iters", type=int, default=None, help="timed batch-1 runs (GPU 50, CPU 10)")
@@ -186,6 +191,10 @@ def run_cli(args: argparse.Namespace) -> int:
     from fastrecon.bench import _harness as H
     from fastrecon.bench import model as M
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     scenarios = scenarios_from_args(args)
     settings = M.Settings(
         warmup=args.warmup,

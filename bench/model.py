@@ -109,11 +109,16 @@ def matrix(
     device: str = "cpu",
     weights: str = "random",
 ) -> list[Scenario]:
-    """The cross product, with each group's eager fp32 reference row first (added when missing)."""
+    """The cross product, with each group's eager fp32 reference row first (added when missing).
+    A backend written ``name:precision`` (e.g. ``compile:fp16``) runs that precision only."""
+    pairs: list[tuple[str, str]] = []
+    for backend in backends:
+        name, _, only = backend.partition(":")
+        pairs.extend((name, p) for p in ([only] if only else precisions))
     out: list[Scenario] = []
     for model, shape, mask, batch in itertools.product(models, shapes, masks, batches):
         base = Scenario(model, "eager", "fp32", batch, shape, mask, device, weights)
-        rows = [replace(base, backend=b, precision=p) for b, p in itertools.product(backends, precisions)]
+        rows = [replace(base, backend=b, precision=p) for b, p in dict.fromkeys(pairs)]
         if base not in rows:
             rows.insert(0, base)
         else:

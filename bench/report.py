@@ -70,6 +70,19 @@ def markdown(rows: Sequence[Row], columns: Sequence[tuple[str, str]] = MODEL_COL
     return "\n".join(lines)
 
 
+START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+
+
+def replace_between_markers(path: Path, table: str) -> None:
+    """Replace what lies between :data:`START` and :data:`END` in ``path`` with ``table``."""
+    text = path.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise SystemExit(f"{path}: markers {START} / {END} not found")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+
+
 def load(paths: Sequence[str | Path]) -> list[Row]:
     rows: list[Row] = []
     for path in paths:
@@ -85,8 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("files", nargs="+", help="result files (.json or .csv)")
     parser.add_argument("--markdown", action="store_true", help="a Markdown table (default: plain text)")
+    parser.add_argument(
+        "--readme", metavar="PATH", help=f"also put the Markdown table between {START} and {END} in PATH"
+    )
     args = parser.parse_args(argv)
     rows = load(args.files)
+    if args.readme:
+        replace_between_markers(Path(args.readme), markdown(rows))
     if args.markdown:
         print(markdown(rows))
     else:

@@ -108,3 +108,27 @@ def test_fastrecon_bench_tiny_run_writes_json_csv_png(
     assert meta["scenarios"] == 4
     table = report.markdown(report.load([tmp_path / "bench.json"]))
     assert table.count("\n") == 1 + len(rows) and "| pass |" in table and "onnxruntime" in table
+
+
+def test_matrix_backend_with_one_precision() -> None:
+    rows = M.matrix(["m"], ["eager", "compile:fp16", "tensorrt:fp16"], ["fp32"], [1], ["cine"])
+    assert [(r.backend, r.precision) for r in rows] == [
+        ("eager", "fp32"),
+        ("compile", "fp16"),
+        ("tensorrt", "fp16"),
+    ]
+
+
+def test_report_replaces_the_readme_table(tmp_path: Path) -> None:
+    results = H.write_json(
+        tmp_path / "r.json",
+        [{"model": "m", "backend": "eager", "precision": "fp32", "batch": 1, "slices_per_s": 2.0,
+          "device_name": "CPU: x", "date_utc": "2026-12-02T14:00:00+00:00", "error": None},
+         {"model": "m", "backend": "onnxruntime", "precision": "fp32", "batch": 1, "error": "UnknownNameError: no"}],
+    )  # fmt: skip
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold table\n{report.END}\noutro\n")
+    assert report.main([str(results), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "| m | eager | fp32 | 1 | 2 | x | 2026-12-02 14:00 |" in text and "UnknownNameError: no" in text
