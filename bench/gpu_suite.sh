@@ -65,7 +65,7 @@ if [ -z "$part" ]; then
     step 30 triton-smoke python3 -m fastrecon.bench.triton_smoke
     if [ $status -ne 0 ]; then echo "!! triton smoke test failed: stopping"; exit 1; fi
     step 120 bench-dc python3 -m fastrecon.bench.dc --scenario knee --scenario cine --batch 1,16 \
-        --mask equispaced-x8 --iters 50 --out "$out/dc"
+        --mask equispaced-x8 --iters 50 --no-compile --out "$out/dc"  # compiled baselines: --part 1
     model_bench subset 300 --model clip-x8,varnet-x8 --weights random --shape cine \
         --backend eager,compile:fp16,tensorrt:fp16 --batch 1,16
     step 120 gpu-tests python3 -m pytest -q -m gpu tests -p no:cacheprovider --durations=10 \

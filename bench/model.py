@@ -274,6 +274,10 @@ def copy_bandwidth(device: str) -> float:
     return 2 * size / (timing.p50_ms * 1e-3)
 
 
+def _tf32() -> bool:
+    return bool(torch.backends.cuda.matmul.allow_tf32)
+
+
 @dataclass
 class Work:
     """Work of one slice through the whole model (``flops``) and its encoder calls (``encoder_flops``),
@@ -349,7 +353,12 @@ def roofline_fields(row: H.Row, work: Work, device: str, precision: str) -> H.Ro
         "encoder_flops_per_slice": work.encoder_flops,
         "dc_bytes_per_slice": work.dc_bytes,
         "peak_tflops": peak / 1e12,
-        "peak_note": f"measured {precision} GEMM" + (" (TF32 off)" if precision == "fp32" else ""),
+        "peak_note": f"measured {precision} GEMM"
+        + (
+            f" (TF32 {'on' if _tf32() else 'off'})"
+            if precision == "fp32" and device.startswith("cuda")
+            else ""
+        ),
         "copy_gbps": bandwidth / 1e9,
         "floor_ms_per_slice": floor_s * 1e3,
         "floor_bound": "compute" if compute_s >= memory_s else "memory",
@@ -506,8 +515,9 @@ def _build_group(scenario: Scenario, slices: int, settings: Settings) -> _Group:
     shape = shape_of(scenario.shape)
     mask = mask_for(scenario.mask, shape[-1], seed=settings.seed)
     reference = load_reference(scenario.model, scenario.weights, scenario.device, settings.seed)
-    kspace = random_kspace(slices, shape, mask, settings.seed)
-    group = _Group(reference, kspace, mask)
+    # Inputs live on the model's device: GPU timings must not include host-device copies.
+    kspace = random_kspace(slices, shape, mask, settings.seed).to(reference.device)
+    group = _Group(reference, kspace, mask.to(reference.device))
     if settings.roofline:
         group.work = count_work(reference, kspace[:1], mask)
     return group

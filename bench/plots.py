@@ -116,12 +116,16 @@ def roofline(rows: Sequence[Row], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     points = [r for r in rows if r.get("achieved_tflops") and r.get("dc_bytes_per_slice")]
     if points:
-        peak = max(float(r["peak_tflops"]) for r in points) * 1e12
+        # One roof per precision: its GEMM peak measured in the same run, and the copy bandwidth.
+        peaks = {str(r.get("precision")): float(r["peak_tflops"]) * 1e12 for r in points}
         bandwidth = float(points[0]["copy_gbps"]) * 1e9
         intensities = [float(r["flops_per_slice"]) / float(r["dc_bytes_per_slice"]) for r in points]
-        lo, hi = min(intensities + [peak / bandwidth]) / 10, max(intensities + [peak / bandwidth]) * 10
+        knees = [p / bandwidth for p in peaks.values()]
+        lo, hi = min(intensities + knees) / 10, max(intensities + knees) * 10
         xs = [lo * (hi / lo) ** (i / 100) for i in range(101)]
-        ax.plot(xs, [min(peak, bandwidth * x) for x in xs], color="black", lw=1, label="roof (measured)")
+        for style, (precision, peak) in zip(("-", "--", ":", "-."), sorted(peaks.items()), strict=False):
+            ax.plot(xs, [min(peak, bandwidth * x) for x in xs], color="black", lw=1, ls=style,
+                    label=f"roof {precision} ({peak / 1e12:.2g} TFLOP/s, {bandwidth / 1e9:.0f} GB/s)")  # fmt: skip
         for r, x in zip(points, intensities, strict=True):
             ax.scatter(
                 [x],
