@@ -71,7 +71,8 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true",
         help="demo-x8 (bundled weights) on CPU: eager fp32, compile fp32, eager bf16, onnxruntime fp32; "
-        "batch 4 + batch-1 latency (about 1-2 minutes on 2 cores, most of it torch.compile)",
+        "batch 4 + batch-1 latency; 1 torch thread unless --threads says otherwise (about 1-2 minutes on "
+        "2 cores, most of it torch.compile)",
     )  # fmt: skip
     parser.add_argument("--model", type=_csv, default=None, help="comma-separated names (default demo-x8)")
     parser.add_argument(
@@ -188,13 +189,25 @@ def add_speedup(rows: list[H.Row]) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """Run, write the outputs, print the table. Exit status 0 even when some backends failed (their
     rows say why); 2 when nothing could be measured at all."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if args.quick and not args.threads:
+        # A smoke run that must finish anywhere: on a shared 2-core machine two OpenMP threads spin-wait
+        # on each other (measured here: 10 min instead of 77 s for --quick at load 3).
+        args.threads = 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
     from fastrecon.bench import _harness as H
     from fastrecon.bench import model as M
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     scenarios = scenarios_from_args(args)
     settings = M.Settings(
         warmup=args.warmup,

@@ -13,8 +13,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PIP_NO_INDEX=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-gpu}"
-mkdir -p "$out"
 status=0
 part=""
 case "${1:-}" in
@@ -23,6 +21,8 @@ case "${1:-}" in
     "") ;;
     *) echo "usage: $0 [--part N | --list]"; exit 2 ;;
 esac
+out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-gpu${part:+-part$part}}"
+mkdir -p "$out"
 
 # step SECONDS NAME CMD...: run CMD under `timeout -k 10 SECONDS`, its output in $out/NAME.log and on stdout.
 step() {

@@ -33,6 +33,7 @@ MODEL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("parity_passed", "parity"),
     ("frac_of_floor", "of floor"),
     ("device_name", "device"),
+    ("torch_threads", "threads"),
     ("load_avg", "load avg"),
     ("date_utc", "date (UTC)"),
     ("error", "error"),

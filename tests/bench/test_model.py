@@ -71,7 +71,7 @@ def test_fastrecon_bench_tiny_run_writes_json_csv_png(
     args = [
         "bench", "--model", "bench-tiny-vit", "--shape", "tiny", "--batch", "2",
         "--backend", "eager,onnxruntime", "--precision", "fp32,bf16",
-        "--iters", "2", "--latency-iters", "3", "--warmup", "1", "--out", str(tmp_path),
+        "--iters", "2", "--latency-iters", "3", "--warmup", "1", "--threads", "1", "--out", str(tmp_path),
     ]  # fmt: skip
     (tmp_path / "unrelated.txt").write_text("kept")
     assert cli_main(args) == 0
