@@ -190,6 +190,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run_train(args)
 
 
+# --- bench: `fastrecon bench` (the logic lives in fastrecon.bench.cli) --------------------------------
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from fastrecon.bench.cli import build_parser as build_bench_parser
+
+    bench = sub.add_parser(
+        "bench", help="benchmark backends against eager fp32: throughput, latency, parity, plots"
+    )
+    build_bench_parser(bench).set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from fastrecon.bench.cli import run_cli
+
+    return run_cli(args)
+
+
+# --- end bench ----------------------------------------------------------------------------------------
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="registered name or a .safetensors checkpoint")
     parser.add_argument("--weights", default="auto", help="'auto', a file, or 'none' for random weights")
@@ -281,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(ev)
     _add_mask_args(ev, accel_required=True)
     ev.set_defaults(func=_cmd_evaluate)
+
+    _add_bench_parser(sub)
 
     from fastrecon.train.cli import add_train_parser
 
