@@ -188,6 +188,9 @@ def io_bytes(op: str, n: int, c: int, h: int, w: int) -> int:
         "sens_expand": 2 * e + img,  # S, x in; k out
         "sens_reduce": 2 * e + img,  # k, S in; x out
         "cascade_step": 4 * e + 2 * img,  # k, k0, S, x in; k', x' out
+        # residual form: S read twice (two kernels), x, c, Phi in, x' out; rho (Mp/W of e) in and out
+        # twice are not counted here (the mask's fraction is in the row's `sampled`).
+        "cascade_step_residual": 2 * e + 4 * img,
         "fft2": 2 * e,
         "copy": 2 * e,
     }[op]

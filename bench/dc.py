@@ -290,6 +290,8 @@ def run_scenario(bench: Bench, name: str, shape: tuple[int, int, int, int], mask
                     continue
                 bench.add(base, op, f"{impl} (graph)", replay, oracles[op], model_bytes=model, check=check)
 
+    add_residual_rows(bench, base, x, oracles["cascade_step"][1])
+
     # FFT strategies: what the transforms alone cost, and the DFT-as-GEMM alternative.
     fft_oracle = kops.sens_expand_ref(
         torch.ones(n, h, w, dtype=torch.complex128, device=dev), s.to(torch.complex128)
@@ -322,6 +324,40 @@ def run_scenario(bench: Bench, name: str, shape: tuple[int, int, int, int], mask
 
     if (name == GOAL_SCENARIO and mask_name == MASKS[0]) or bench.args.interpret:
         sweep_configs(bench, base, x, oracles["cascade_step"])
+
+
+def add_residual_rows(bench: Bench, base: H.Row, x: dict[str, Tensor], image_oracle: Tensor) -> None:
+    """One cascade in the residual form (``fastrecon.physics.hybrid``), from the state equivalent to the
+    2-D step's input k-space: the x update and the rho update, torch (partial DFTs as complex matmuls)
+    and the fused Triton kernels. Checked on the step's image output ``R F^-1 k'`` (the oracle's)."""
+    from fastrecon.kernels import ops as kops
+    from fastrecon.physics.coils import sens_reduce
+    from fastrecon.physics.fft import ifftc
+    from fastrecon.physics.hybrid import ResidualPlan, residual_rho_update, residual_x_update
+
+    k, k0, s, img, mask, wt = x["kspace"], x["kspace0"], x["sens"], x["image"], x["mask"], x["dc_weight"]
+    try:
+        plan = ResidualPlan(k0, mask, s)
+    except Exception as exc:  # noqa: BLE001 - a 2-D mask has no residual form: reported as a row
+        bench.error_row(base, "cascade_step_residual", "b-residual", H.error_text(exc))
+        return
+    columns = torch.nonzero(mask.reshape(-1)).flatten()  # a shared (W,) mask: the sampled columns in order
+    x_state = sens_reduce(k, s)
+    rho = (ifftc(k - k0, -2))[..., columns].contiguous()  # P (h - h0) for the 2-D step's state k
+    phi = plan.phi.to(torch.float32)
+    for impl, (x_up, rho_up) in {
+        "b-residual": (residual_x_update, residual_rho_update),
+        "c-triton-residual": (kops.residual_x_update, kops.residual_rho_update),
+    }.items():
+
+        def step(x_up: Any = x_up, rho_up: Any = rho_up) -> Tensor:
+            x_next = x_up(x_state, rho, wt, plan.inverse_p, s, phi, img)
+            rho_up(rho, wt, plan.forward_p, s, img)
+            return x_next
+
+        bench.add(
+            base, "cascade_step_residual", impl, step, image_oracle, note=f"Mp={columns.numel()} columns"
+        )
 
 
 def sweep_configs(bench: Bench, base: H.Row, x: dict[str, Tensor], oracle: Any) -> None:
