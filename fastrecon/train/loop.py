@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from fastrecon._files import atomic_write
 from fastrecon.data.dataset import SliceSample
 from fastrecon.errors import InputError, TrainingError, WeightsError
 from fastrecon.metrics import SSIMLoss
@@ -268,21 +269,23 @@ def train(
                 f"epoch {epoch + 1}/{settings.epochs}: train SSIM loss {train_loss:.4f}, val {val_loss:.4f} (best {best_val:.4f} at epoch {best_epoch})"
             )
         if env.main:
-            torch.save(
-                {
-                    "config": config.to_json(),
-                    "model": model.state_dict(),
-                    "best_model": best_state,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch + 1,
-                    "best_val": best_val,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "history": history,
-                },
-                str(state_path),
-            )
+            # Atomic: a crash while saving never leaves a half-written resume file or loses the last one.
+            with atomic_write(state_path) as temp:
+                torch.save(
+                    {
+                        "config": config.to_json(),
+                        "model": model.state_dict(),
+                        "best_model": best_state,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "epoch": epoch + 1,
+                        "best_val": best_val,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad_epochs,
+                        "history": history,
+                    },
+                    str(temp),
+                )
         if bad_epochs >= settings.patience:
             stopped_early = True
             if show:
