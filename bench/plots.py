@@ -31,6 +31,14 @@ def _footnote(fig: Any, rows: Sequence[Row]) -> None:
     fig.subplots_adjust(bottom=0.12 + 0.03 * min(len(failed), 4))
 
 
+def _save(fig: Any, rows: Sequence[Row], path: Path) -> Path:
+    """Footnote (device, versions, date, failures), write the PNG, free the figure."""
+    _footnote(fig, rows)
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -57,10 +65,7 @@ def throughput(rows: Sequence[Row], path: Path) -> Path:
     ax.grid(alpha=0.3)
     if lines:
         ax.legend(fontsize=7)
-    _footnote(fig, rows)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, rows, path)
 
 
 def latency(rows: Sequence[Row], path: Path) -> Path:
@@ -81,10 +86,7 @@ def latency(rows: Sequence[Row], path: Path) -> Path:
     ax.set_ylabel("batch-1 latency (ms), whiskers p1..p99")
     ax.set_title("Latency distribution at batch 1")
     ax.grid(alpha=0.3, axis="y")
-    _footnote(fig, rows)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, rows, path)
 
 
 def speedup(rows: Sequence[Row], path: Path) -> Path:
@@ -103,10 +105,7 @@ def speedup(rows: Sequence[Row], path: Path) -> Path:
     ax.set_ylabel("throughput / eager fp32 (same batch)")
     ax.set_title("Speed-up over eager fp32 (green: parity gate passed)")
     ax.grid(alpha=0.3, axis="y")
-    _footnote(fig, rows)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, rows, path)
 
 
 def roofline(rows: Sequence[Row], path: Path) -> Path:
@@ -139,10 +138,7 @@ def roofline(rows: Sequence[Row], path: Path) -> Path:
     ax.set_ylabel("achieved FLOP/s (whole model)")
     ax.set_title("Roofline: end-to-end rate against measured peak and copy bandwidth")
     ax.grid(alpha=0.3, which="both")
-    _footnote(fig, rows)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, rows, path)
 
 
 def write_all(rows: Sequence[Row], out_dir: Path, name: str) -> list[Path]:
