@@ -271,11 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
 
-    rec = sub.add_parser("reconstruct", help="reconstruct a fastMRI .h5 or CMRxRecon .mat file into an .h5")
+    rec = sub.add_parser(
+        "reconstruct",
+        help="reconstruct a fastMRI .h5, CMRxRecon .mat or MRD raw file into an .h5 (or MRD images)",
+    )
     rec.add_argument("input")
     rec.add_argument(
         "--out", required=True,
-        help="reconstruction .h5 to write; never the input, and an existing file only with --overwrite",
+        help="reconstruction .h5 to write (MRD input: .mrd or .mrd.h5 writes MRD images); never the input, "
+        "and an existing file only with --overwrite",
     )  # fmt: skip
     rec.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     rec.add_argument("--key", default=None, help="CMRxRecon variable (default: first k-space key found)")

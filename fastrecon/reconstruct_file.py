@@ -1,4 +1,5 @@
-"""Reconstruct one fastMRI ``.h5`` or CMRxRecon ``.mat`` file into a fastMRI-style reconstruction file."""
+"""Reconstruct one fastMRI ``.h5``, CMRxRecon ``.mat`` or MRD raw file into a fastMRI-style reconstruction file
+(MRD files may also give MRD images: see :mod:`fastrecon.reconstruct_mrd`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def reconstruct_file(
     """
     path = Path(path)
     out = check_output(out, inputs=[path], overwrite=overwrite)
+    # --- MRD raw data (recognised by content; usually plain .h5): fastrecon.reconstruct_mrd ---
+    from fastrecon.data.mrd import is_mrd_file
+
+    if is_mrd_file(path):
+        from fastrecon.reconstruct_mrd import reconstruct_mrd_file
+
+        return reconstruct_mrd_file(
+            recon, path, out, acceleration=acceleration, center_fraction=center_fraction,
+            mask_type=mask_type, overwrite=overwrite,
+        )  # fmt: skip
+    # --- end MRD ---
     mask = None
     if path.suffix == ".h5":
         volume = read_fastmri(path)

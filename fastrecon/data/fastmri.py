@@ -297,24 +297,16 @@ def ismrmrd_header_xml(
     recon_size: tuple[int, int],
     padding: tuple[int, int] | None = None,
 ) -> bytes:
-    """A minimal ISMRMRD header with the fields fastMRI reads (sizes and phase-encode limits)."""
+    """An ISMRMRD header with the fields fastMRI reads (sizes and phase-encode limits), valid against
+    the ISMRMRD schema (``ismrmrd.xsd.CreateFromDocument`` accepts it)."""
+    from fastrecon.data.mrd import build_header, header_xml
+
     enc_x, enc_y = encoded_size
-    rec_x, rec_y = recon_size
     left, right = padding if padding is not None else (0, enc_y)
     center = enc_y // 2 - left
     maximum = right - left - 1
-    xml = (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        '<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
-        "<encoding>"
-        f"<encodedSpace><matrixSize><x>{enc_x}</x><y>{enc_y}</y><z>1</z></matrixSize></encodedSpace>"
-        f"<reconSpace><matrixSize><x>{rec_x}</x><y>{rec_y}</y><z>1</z></matrixSize></reconSpace>"
-        "<encodingLimits><kspace_encoding_step_1>"
-        f"<minimum>0</minimum><maximum>{maximum}</maximum><center>{center}</center>"
-        "</kspace_encoding_step_1></encodingLimits>"
-        "</encoding></ismrmrdHeader>"
-    )
-    return xml.encode("utf-8")
+    header = build_header(encoded_size=encoded_size, recon_size=recon_size, e1_limits=(0, maximum, center))
+    return header_xml(header).encode("utf-8")
 
 
 def write_fastmri(

@@ -1,0 +1,222 @@
+"""MRD raw files: header validity, k-space assembly from flagged acquisitions, refusals, the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import ismrmrd
+import numpy as np
+import pytest
+import torch
+
+import fastrecon
+from fastrecon.cli import main
+from fastrecon.data.fastmri import ismrmrd_header_xml, parse_ismrmrd_header, write_fastmri
+from fastrecon.data.mrd import (
+    KSpaceAssembler,
+    build_header,
+    crop_readout,
+    encoding_of,
+    image_array,
+    is_mrd_file,
+    pad_readout,
+    read_mrd,
+    read_mrd_images,
+    to_mrd_images,
+)
+from fastrecon.errors import DataFormatError
+from tests.data._mrd import raw_case, write_raw
+
+
+@pytest.fixture(scope="module")
+def case():  # type: ignore[no-untyped-def]
+    return raw_case()
+
+
+@pytest.fixture(scope="module")
+def demo() -> fastrecon.Reconstructor:
+    return fastrecon.load("demo-x8", device="cpu")
+
+
+def test_fastmri_header_is_schema_valid_and_still_parsed() -> None:
+    xml = ismrmrd_header_xml((640, 368), (320, 320), padding=(18, 350))
+    header = ismrmrd.xsd.CreateFromDocument(xml)  # raises on a header the schema refuses
+    assert header.encoding[0].trajectory.value == "cartesian"
+    parsed = parse_ismrmrd_header(xml)
+    assert parsed.encoded_size == (640, 368)
+    assert parsed.recon_size == (320, 320)
+    assert parsed.padding == (18, 350)
+
+
+def test_pad_and_crop_readout_are_inverse() -> None:
+    rng = np.random.default_rng(0)
+    lines = (rng.standard_normal((3, 33)) + 1j * rng.standard_normal((3, 33))).astype(np.complex64)
+    np.testing.assert_allclose(crop_readout(pad_readout(lines, 66), 33), lines, atol=1e-5)
+
+
+def test_assembled_kspace_equals_the_source(case) -> None:  # type: ignore[no-untyped-def]
+    assembler = KSpaceAssembler(case.header)
+    completed = []
+    for acq in case.acquisitions:
+        completed += assembler.add(acq)
+    assert assembler.pending == 0 and assembler.skipped == 2  # the noise scans
+    assert [s.key.slice for s in completed] == [0, 1]
+    for n, item in enumerate(completed):
+        expected = case.kspace[n] * case.mask
+        assert item.kspace.shape == expected.shape and item.kspace.dtype == np.complex64
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(item.kspace, expected, atol=1e-5 * scale)
+        np.testing.assert_array_equal(item.mask, case.mask)  # calibration-only lines are not imaging
+        assert item.calibration is not None and item.calibration_mask is not None
+        assert list(np.flatnonzero(item.calibration_mask)) == case.calibration_columns
+        cal = case.calibration_columns
+        np.testing.assert_allclose(item.calibration[:, :, cal], case.kspace[n][:, :, cal], atol=1e-5 * scale)
+        assert tuple(item.head.position) == (0.0, 0.0, 5.0 * n)
+        assert item.head.idx.kspace_encode_step_1 + case.left == 32  # the centre line's header
+
+
+def test_flush_completes_slices_without_last_flag(case) -> None:  # type: ignore[no-untyped-def]
+    assembler = KSpaceAssembler(case.header)
+    for acq in case.acquisitions:
+        acq = ismrmrd.Acquisition(acq.getHead(), acq.data.copy())
+        acq.clear_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+        assert assembler.add(acq) == []
+    assert [s.key.slice for s in assembler.flush()] == [0, 1]
+
+
+def test_read_mrd_file(case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    assert is_mrd_file(path)
+    volume = read_mrd(path)
+    assert volume.kspace.shape == case.kspace.shape
+    assert volume.mask.shape == (2, 1, 1, 64)
+    np.testing.assert_allclose(volume.kspace, case.kspace * case.mask, atol=1e-5 * np.abs(case.kspace).max())
+
+
+def test_is_mrd_file_by_content(tmp_path: Path) -> None:
+    fastmri = write_fastmri(tmp_path / "knee.h5", np.ones((1, 2, 8, 8), np.complex64))
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    assert not is_mrd_file(fastmri)
+    assert not is_mrd_file(text)
+    assert not is_mrd_file(tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"trajectory": "spiral"}, "non-Cartesian trajectory 'spiral'"),
+        ({"trajectory": "radial"}, "non-Cartesian trajectory 'radial'"),
+        ({"encoded_z": 8, "e2_limits": (0, 7, 4)}, "3-D encoding"),
+        ({"e2_limits": (0, 7, 4)}, "3-D encoding"),
+        ({"encoded_size": (64, 5000)}, "expected sides from 1 to 4096"),
+        ({"recon_size": (128, 64)}, "reconSpace x = 128 is larger than encodedSpace x = 64"),
+    ],
+)
+def test_headers_refused(changes: dict, message: str) -> None:
+    arguments = {"encoded_size": (64, 64), "recon_size": (64, 64), **changes}
+    with pytest.raises(DataFormatError, match=message):
+        KSpaceAssembler(build_header(**arguments))
+
+
+def test_header_not_xml_refused() -> None:
+    with pytest.raises(DataFormatError, match="not a valid ISMRMRD XML header"):
+        encoding_of("<ismrmrdHeader><encoding>")
+    with pytest.raises(DataFormatError, match="not a valid ISMRMRD XML header"):
+        encoding_of("<ismrmrdHeader/>")  # schema: experimentalConditions and encoding are required
+
+
+def _line(samples: int, channels: int = 4, e1: int = 0, **fields: int) -> ismrmrd.Acquisition:
+    acq = ismrmrd.Acquisition.from_array(np.ones((channels, samples), np.complex64))
+    acq.idx.kspace_encode_step_1 = e1
+    for name, value in fields.items():
+        setattr(acq.idx, name, value)
+    acq.center_sample = samples // 2
+    return acq
+
+
+def test_acquisitions_that_do_not_fit_are_refused() -> None:
+    header = build_header(encoded_size=(64, 32), recon_size=(32, 32))
+    with pytest.raises(DataFormatError, match="96 samples .* encodedSpace x = 64"):
+        KSpaceAssembler(header).add(_line(96))
+    with pytest.raises(DataFormatError, match="kspace_encode_step_1 = 40, column 40 .* 32 lines wide"):
+        KSpaceAssembler(header).add(_line(64, e1=40))
+    with pytest.raises(DataFormatError, match="kspace_encode_step_2 = 3"):
+        KSpaceAssembler(header).add(_line(64, kspace_encode_step_2=3))
+    assembler = KSpaceAssembler(header)
+    assembler.add(_line(64, channels=4))
+    with pytest.raises(DataFormatError, match="has 8 active channels; earlier ones had 4"):
+        assembler.add(_line(64, channels=8, e1=1))
+
+
+def test_partial_echo_is_placed_by_centre_sample() -> None:
+    header = build_header(encoded_size=(32, 8), recon_size=(32, 8))
+    acq = _line(24, channels=1, e1=4)
+    acq.center_sample = 8  # 16 - 8 = sample 8 of the readout is the first one acquired
+    acq.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+    (item,) = KSpaceAssembler(header).add(acq)
+    line = item.kspace[0, :, 4]
+    assert (line[8:32] == 1).all() and (line[:8] == 0).all()
+
+
+def test_pending_memory_is_bounded() -> None:
+    header = build_header(encoded_size=(64, 32), recon_size=(64, 32), slices=4)
+    assembler = KSpaceAssembler(header, max_pending_bytes=3 * 4 * 64 * 32 * 8)
+    for n in range(3):
+        assembler.add(_line(64, slice=n))
+    with pytest.raises(DataFormatError, match="incomplete slices"):
+        assembler.add(_line(64, slice=3))
+
+
+def test_images_geometry_and_crop(case) -> None:  # type: ignore[no-untyped-def]
+    header = build_header(encoded_size=(128, 64), recon_size=(48, 40), recon_fov_mm=(240.0, 200.0, 5.0))
+    assembler = KSpaceAssembler(header)
+    slices = []
+    for acq in case.acquisitions:
+        slices += assembler.add(acq)
+    images = np.random.default_rng(0).random((2, 48, 64)).astype(np.float32)
+    mrd = to_mrd_images(
+        images, slices, assembler.encoding, meta={"FastreconModel": "demo-x8"}, series_index=3
+    )
+    assert [m.image_index for m in mrd] == [1, 2]
+    first = mrd[1]
+    assert tuple(first.matrix_size) == (48, 40, 1)
+    assert tuple(first.field_of_view) == (240.0, 200.0, 5.0)
+    assert (first.slice, first.image_series_index, first.image_type) == (1, 3, ismrmrd.IMTYPE_MAGNITUDE)
+    assert tuple(first.position) == (0.0, 0.0, 5.0)
+    assert tuple(first.read_dir) == (1.0, 0.0, 0.0) and tuple(first.phase_dir) == (0.0, 1.0, 0.0)
+    assert first.meta["FastreconModel"] == "demo-x8"
+    np.testing.assert_array_equal(image_array(first), images[1][:, 12:52])
+    scaled = to_mrd_images(images, slices, assembler.encoding, dtype="uint16")
+    assert scaled[0].data.dtype == np.uint16 and int(scaled[0].data.max()) == 4095
+
+
+def test_cli_reconstructs_mrd_file(case, demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    before = raw.read_bytes()
+    volume = read_mrd(raw)
+    expected = demo.reconstruct(torch.from_numpy(volume.kspace), torch.from_numpy(volume.mask)).numpy()
+    assert main(["reconstruct", str(raw), "--out", str(tmp_path / "out.mrd.h5"), "--model", "demo-x8", "--device", "cpu"]) == 0  # fmt: skip
+    images = read_mrd_images(tmp_path / "out.mrd.h5")
+    assert len(images) == 2
+    got = np.stack([image_array(image) for image in images])
+    np.testing.assert_array_equal(got, expected)
+    assert images[0].meta["FastreconModel"] == "demo-x8"
+    # The fastMRI-style .h5 output, from the same file.
+    assert main(["reconstruct", str(raw), "--out", str(tmp_path / "out.h5"), "--model", "demo-x8", "--device", "cpu"]) == 0  # fmt: skip
+    with h5py.File(tmp_path / "out.h5") as handle:
+        np.testing.assert_array_equal(handle["reconstruction"][()], expected)
+    assert raw.read_bytes() == before
+    # The same k-space given directly to reconstruct(): equal to the assembly's round-off.
+    direct = demo.reconstruct(torch.from_numpy(case.kspace * case.mask), torch.from_numpy(case.mask)).numpy()
+    np.testing.assert_allclose(got, direct, rtol=0, atol=1e-4 * np.abs(direct).max())
+
+
+def test_cli_refuses_spiral_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    header = build_header(encoded_size=(64, 32), recon_size=(64, 32), trajectory="spiral")
+    raw = write_raw(tmp_path / "spiral.h5", header, [_line(64)])
+    assert main(["reconstruct", str(raw), "--out", str(tmp_path / "o.mrd"), "--model", "demo-x8", "--device", "cpu"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-Cartesian trajectory 'spiral'" in err[0]
+    assert not (tmp_path / "o.mrd").exists()
