@@ -1,4 +1,4 @@
-"""The ``fastrecon`` command line: list, info, demo, reconstruct, evaluate, train."""
+"""The ``fastrecon`` command line: list, info, demo, reconstruct, evaluate, train, serve, bench, export."""
 
 from __future__ import annotations
 
@@ -211,6 +211,81 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 # --- end bench ----------------------------------------------------------------------------------------
 
 
+# --- serve: `fastrecon serve` (MRD streaming server; the logic lives in fastrecon.serve) ---------------
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from fastrecon.serve import MRDServer, ServeOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port} is not a TCP port; expected 0 (any free port) to 65535.")
+    recon = _load(args)
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        batch_size=args.batch_size,
+        max_connections=args.max_connections,
+        image_dtype=args.image_dtype,
+    )
+    server = MRDServer(recon, options)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        host, port = server.address
+        print(f"fastrecon serve: listening on {host}:{port} (model {recon.config.name})", flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("fastrecon serve: shutting down (finishing connections in flight)", flush=True)
+        summary = server.shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if summary.get("count"):
+        print(
+            f"fastrecon serve: {int(summary['count'])} images; latency p50 {summary['p50_ms']:.1f} ms, "
+            f"p90 {summary['p90_ms']:.1f} ms, max {summary['max_ms']:.1f} ms",
+            flush=True,
+        )
+    else:
+        print("fastrecon serve: no images sent", flush=True)
+    return 0
+
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser(
+        "serve", help="MRD (ISMRMRD) streaming server: raw acquisitions in, images out (scanner pipelines)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=9002, help="TCP port; 0 picks a free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--batch-size", type=int, default=8, help="most slices per forward pass, across clients"
+    )
+    serve.add_argument(
+        "--max-connections", type=int, default=16, help="clients served at once; more are refused"
+    )
+    serve.add_argument(
+        "--image-dtype", default="float32", choices=["float32", "uint16"],
+        help="MRD image data: float32 magnitude, or uint16 scaled to 0..4095 (12-bit displays)",
+    )  # fmt: skip
+    _add_model_args(serve)
+    serve.set_defaults(func=_cmd_serve)
+
+
+# --- end serve ----------------------------------------------------------------------------------------
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="registered name or a .safetensors checkpoint")
     parser.add_argument("--weights", default="auto", help="'auto', a file, or 'none' for random weights")
@@ -308,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     _add_bench_parser(sub)
+    _add_serve_parser(sub)
 
     from fastrecon.train.cli import add_train_parser
 

@@ -1,0 +1,101 @@
+"""A small MRD streaming client: send a header and acquisitions to an MRD server, collect what comes back.
+
+    from fastrecon.serve.client import stream_file
+    result = stream_file("scan.h5", host="127.0.0.1", port=9002)
+    result.images      # ismrmrd.Image objects; result.texts: TEXT messages (errors); result.closed: CLOSE seen
+
+Also usable with any server that speaks the protocol (python-ismrmrd-server, Gadgetron's external
+connections). Sending runs in a thread while the answers are read, so large streams cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StreamResult:
+    """What the server sent back.
+
+    Attributes:
+        images: ``ismrmrd.Image`` objects in arrival order.
+        texts: TEXT messages (fastrecon's server sends one naming the error when it gives up).
+        closed: True when the server ended with CLOSE (a clean end of the stream).
+        send_error: why sending stopped early (the server closed the connection), else None.
+    """
+
+    images: list[Any] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    closed: bool = False
+    send_error: str | None = None
+
+
+def stream(
+    header: Any,
+    acquisitions: Iterable[Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9002,
+    config: str = "fastrecon",
+    timeout: float = 120.0,
+) -> StreamResult:
+    """Send CONFIG_FILE ``config``, the header (``ismrmrdHeader`` or XML text), each acquisition, CLOSE;
+    return the images and texts received until the server's CLOSE (or until it hangs up)."""
+    import ismrmrd
+
+    from fastrecon.data.mrd import parse_header
+
+    header = parse_header(header)
+    result = StreamResult()
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+
+        def send() -> None:
+            writer = sock.makefile("wb")
+            try:
+                serializer = ismrmrd.ProtocolSerializer(writer)
+                serializer.serialize(ismrmrd.serialization.ConfigFile(config))
+                serializer.serialize(header)
+                for acquisition in acquisitions:
+                    serializer.serialize(acquisition)
+                serializer.close()
+            except OSError as exc:
+                result.send_error = str(exc) or type(exc).__name__
+            finally:
+                with contextlib.suppress(OSError):
+                    writer.close()
+
+        sender = threading.Thread(target=send, name="fastrecon-client-send", daemon=True)
+        sender.start()
+        reader = sock.makefile("rb")
+        try:
+            for item in ismrmrd.ProtocolDeserializer(reader).deserialize():
+                if isinstance(item, ismrmrd.Image):
+                    result.images.append(item)
+                elif isinstance(item, str):
+                    result.texts.append(str(item))
+            result.closed = True
+        except (EOFError, OSError):
+            result.closed = False
+        finally:
+            reader.close()
+            sender.join(timeout)
+    return result
+
+
+def stream_file(
+    path: str | Path, *, group: str = "dataset", host: str = "127.0.0.1", port: int = 9002, **kwargs: Any
+) -> StreamResult:
+    """Stream an MRD raw file's header and acquisitions (read one at a time) to a server."""
+    import ismrmrd
+
+    with ismrmrd.Dataset(str(path), group, create_if_needed=False, mode="r") as dataset:
+        header = dataset.read_xml_header()
+        count = dataset.number_of_acquisitions()
+        acquisitions = (dataset.read_acquisition(i) for i in range(count))
+        return stream(header, acquisitions, host=host, port=port, **kwargs)
