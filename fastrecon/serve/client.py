@@ -99,3 +99,46 @@ def stream_file(
         count = dataset.number_of_acquisitions()
         acquisitions = (dataset.read_acquisition(i) for i in range(count))
         return stream(header, acquisitions, host=host, port=port, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fastrecon.serve.client scan.h5 --port 9002 --out images.mrd.h5``: stream an MRD raw file
+    to a server and write the images it returns (never over the input; an existing file only with
+    --overwrite). Exit status 0 when the server ended cleanly with images and no error text, 1 otherwise."""
+    import argparse
+
+    from fastrecon._files import check_output
+    from fastrecon.data.mrd import is_mrd_file, write_mrd_images
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fastrecon.serve.client", description="Stream an MRD raw file to an MRD server."
+    )
+    parser.add_argument("input", help="MRD raw file (.h5)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9002)
+    parser.add_argument("--group", default="dataset", help="MRD group in the file (default: %(default)s)")
+    parser.add_argument("--config", default="fastrecon", help="CONFIG_FILE name sent first")
+    parser.add_argument("--out", default=None, help="write the returned images to this MRD file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds without progress before giving up"
+    )
+    args = parser.parse_args(argv)
+    if not is_mrd_file(args.input):
+        parser.error(f"{args.input!r} is not an MRD raw data file")
+    if args.out is not None:
+        check_output(args.out, inputs=[args.input], overwrite=args.overwrite)
+    result = stream_file(
+        args.input, group=args.group, host=args.host, port=args.port, config=args.config, timeout=args.timeout
+    )
+    for text in result.texts:
+        print(f"server: {text}")
+    print(f"{len(result.images)} images received; {'CLOSE received' if result.closed else 'no CLOSE'}")
+    if args.out is not None and result.images:
+        write_mrd_images(args.out, result.images, inputs=[args.input], overwrite=args.overwrite)
+        print(f"wrote {args.out}")
+    return 0 if result.closed and result.images and not result.texts else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

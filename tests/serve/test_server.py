@@ -251,3 +251,46 @@ def test_sigterm_finishes_in_flight_and_exits_0(case, tmp_path: Path) -> None:  
 def test_payload_helper_round_trip(case) -> None:  # type: ignore[no-untyped-def]
     items = list(ismrmrd.ProtocolDeserializer(io.BytesIO(payload(CONFIG, case.header, "x"))).deserialize())
     assert items[0] == "fastrecon" and items[2] == "x"
+
+
+def test_idle_client_is_answered_and_dropped(demo, case) -> None:  # type: ignore[no-untyped-def]
+    srv = MRDServer(demo, ServeOptions(port=0, idle_timeout=1.0)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as sock:
+            sock.sendall(payload(CONFIG, case.header, close=False))  # ...then nothing
+            started = time.monotonic()
+            answer = read_answer(sock)
+        assert (
+            answer.closed and len(answer.texts) == 1 and "no data from the client for 1 s" in answer.texts[0]
+        )
+        assert time.monotonic() - started < 15
+    finally:
+        srv.shutdown(timeout=10)
+
+
+def test_send_gives_up_on_a_client_that_reads_nothing() -> None:
+    from fastrecon.serve._wire import send_all
+
+    left, right = socket.socketpair()
+    with left, right:
+        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        right.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        left.settimeout(0.1)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="read nothing for 0.5 s"):
+            send_all(left, b"\0" * (8 * 2**20), timeout=0.5)
+        assert time.monotonic() - started < 10
+
+
+def test_client_command_writes_images(server, case, expected, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from fastrecon.data.mrd import read_mrd_images
+    from fastrecon.serve.client import main as client_main
+
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    out = tmp_path / "images.mrd.h5"
+    assert (
+        client_main([str(raw), "--port", str(server.address[1]), "--out", str(out), "--timeout", "60"]) == 0
+    )
+    _check_images(read_mrd_images(out), expected)
+    with pytest.raises(fastrecon.FastreconError, match="already exists"):
+        client_main([str(raw), "--port", str(server.address[1]), "--out", str(out)])
