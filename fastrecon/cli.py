@@ -231,6 +231,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_connections=args.max_connections,
         image_dtype=args.image_dtype,
+        max_pending_bytes=args.max_pending_mib * 2**20,
     )
     server = MRDServer(recon, options)
     stop = threading.Event()
@@ -275,6 +276,10 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument(
         "--max-connections", type=int, default=16, help="clients served at once; more are refused"
     )
+    serve.add_argument(
+        "--max-pending-mib", type=int, default=1024,
+        help="incomplete slices held per client, in MiB of k-space (interleaved multi-slice scans hold all slices)",
+    )  # fmt: skip
     serve.add_argument(
         "--image-dtype", default="float32", choices=["float32", "uint16"],
         help="MRD image data: float32 magnitude, or uint16 scaled to 0..4095 (12-bit displays)",

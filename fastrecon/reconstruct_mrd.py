@@ -10,7 +10,8 @@ import torch
 
 from fastrecon._files import check_output
 from fastrecon.data.fastmri import write_reconstruction
-from fastrecon.data.mrd import read_mrd, to_mrd_images, write_mrd_images
+from fastrecon.data.mrd import read_mrd
+from fastrecon.data.mrd_images import to_mrd_images, write_mrd_images
 from fastrecon.physics.masks import create_mask_for_mask_type, seed_from_name
 
 

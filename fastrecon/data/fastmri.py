@@ -299,7 +299,7 @@ def ismrmrd_header_xml(
 ) -> bytes:
     """An ISMRMRD header with the fields fastMRI reads (sizes and phase-encode limits), valid against
     the ISMRMRD schema (``ismrmrd.xsd.CreateFromDocument`` accepts it)."""
-    from fastrecon.data.mrd import build_header, header_xml
+    from fastrecon.data.mrd_header import build_header, header_xml
 
     enc_x, enc_y = encoded_size
     left, right = padding if padding is not None else (0, enc_y)

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from fastrecon._files import check_output
-    from fastrecon.data.mrd import is_mrd_file, write_mrd_images
+    from fastrecon.data.mrd import is_mrd_file
+    from fastrecon.data.mrd_images import write_mrd_images
 
     parser = argparse.ArgumentParser(
         prog="python -m fastrecon.serve.client", description="Stream an MRD raw file to an MRD server."

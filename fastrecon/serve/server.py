@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from fastrecon.data.mrd import KSpaceAssembler, MRDSlice, to_mrd_images
+from fastrecon.data.mrd import KSpaceAssembler, MRDSlice
+from fastrecon.data.mrd_images import to_mrd_images
 from fastrecon.errors import DataFormatError, FastreconError, InputError
 from fastrecon.serve import _wire
 from fastrecon.serve.worker import Job, ModelWorker, describe
@@ -94,7 +95,7 @@ class Connection:
             self.fail(describe(exc))
         finally:
             self._writer.join()
-            _close(self.sock)
+            _linger_close(self.sock)
             log.info("%s: closed (%d images sent)", self.peer, self.sent)
 
     def _read(self) -> None:
@@ -201,8 +202,9 @@ class Connection:
             log.warning("%s: sending failed: %s", self.peer, exc)
         finally:
             self.failed.set()
-            with contextlib.suppress(OSError):  # wake the reader if it is still waiting for data
-                self.sock.shutdown(socket.SHUT_RDWR)
+            # End our side (after TEXT/CLOSE); the reader notices `failed` at its next message or tick.
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
 
     def _send_image(self, job: Job, image: np.ndarray, index: int) -> None:
         options = self.server.options
@@ -236,6 +238,24 @@ class Connection:
 
     def _send(self, item: Any) -> None:
         _wire.send_all(self.sock, _wire.encode(item), timeout=self.server.options.send_timeout)
+
+
+def _linger_close(sock: socket.socket, seconds: float = 2.0, limit: int = 64 * 2**20) -> None:
+    """Close after reading (and dropping) what the client still sends, for at most ``seconds`` / ``limit``
+    bytes: closing with unread data makes the kernel reset the connection, and the client could then lose
+    the TEXT and CLOSE it was sent."""
+    deadline = time.monotonic() + seconds
+    received = 0
+    with contextlib.suppress(OSError):
+        while time.monotonic() < deadline and received < limit:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            received += len(chunk)
+    _close(sock)
 
 
 def _close(sock: socket.socket) -> None:

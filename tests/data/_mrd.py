@@ -11,7 +11,8 @@ import ismrmrd
 import numpy as np
 import torch
 
-from fastrecon.data.mrd import build_header, header_xml, pad_readout
+from fastrecon.data.mrd import pad_readout
+from fastrecon.data.mrd_header import build_header, header_xml
 from fastrecon.data.simulate import shepp_logan_image, simulate_multicoil
 
 

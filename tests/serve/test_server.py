@@ -20,7 +20,9 @@ import pytest
 import torch
 
 import fastrecon
-from fastrecon.data.mrd import KSpaceAssembler, build_header, image_array
+from fastrecon.data.mrd import KSpaceAssembler
+from fastrecon.data.mrd_header import build_header
+from fastrecon.data.mrd_images import image_array
 from fastrecon.serve import MRDServer, ServeOptions
 from fastrecon.serve.client import stream, stream_file
 from tests.data._mrd import raw_case, write_raw
@@ -283,7 +285,7 @@ def test_send_gives_up_on_a_client_that_reads_nothing() -> None:
 
 
 def test_client_command_writes_images(server, case, expected, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from fastrecon.data.mrd import read_mrd_images
+    from fastrecon.data.mrd_images import read_mrd_images
     from fastrecon.serve.client import main as client_main
 
     raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
