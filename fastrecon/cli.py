@@ -224,6 +224,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port} is not a TCP port; expected 0 (any free port) to 65535.")
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--max-connections", args.max_connections),
+        ("--max-pending-mib", args.max_pending_mib),
+    ):
+        if value < 1:
+            raise InputError(f"{flag} {value}: expected a positive whole number.")
     recon = _load(args)
     options = ServeOptions(
         host=args.host,

@@ -296,3 +296,11 @@ def test_client_command_writes_images(server, case, expected, tmp_path: Path) ->
     _check_images(read_mrd_images(out), expected)
     with pytest.raises(fastrecon.FastreconError, match="already exists"):
         client_main([str(raw), "--port", str(server.address[1]), "--out", str(out)])
+
+
+def test_cli_serve_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
+    from fastrecon.cli import main
+
+    assert main(["serve", "--model", "demo-x8", "--device", "cpu", "--port", "70000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--port 70000 is not a TCP port" in err[0]
