@@ -193,7 +193,16 @@ class Connection:
                 elif kind == "image":
                     job, image = payload
                     index += 1
-                    self._send_image(job, image, index)
+                    try:
+                        self._send_image(job, image, index)
+                    except (OSError, TimeoutError):
+                        raise
+                    except Exception as exc:  # building the image failed: tell this client, end its stream
+                        log.exception("%s: image %d could not be built", self.peer, index)
+                        self.failed.set()
+                        self._send(describe(exc))
+                        self._send(None)
+                        return
                     self.inflight.release()
                 if expected is not None and self.sent >= expected:
                     self._send(None)
