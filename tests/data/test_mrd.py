@@ -154,3 +154,19 @@ def test_cli_refuses_spiral_with_one_line(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "non-Cartesian trajectory 'spiral'" in err[0]
     assert not (tmp_path / "o.mrd").exists()
+
+
+def test_cli_accel_draws_inside_the_acquired_lines(case, demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from fastrecon.physics.masks import create_mask_for_mask_type, seed_from_name
+
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    args = ["reconstruct", str(raw), "--out", str(tmp_path / "x.h5"), "--model", "demo-x8", "--device", "cpu"]
+    assert main([*args, "--accel", "2", "--center-fraction", "0.2"]) == 0
+    volume = read_mrd(raw)
+    drawn = create_mask_for_mask_type("equispaced_fraction", [0.2], [2])(64, seed=seed_from_name("raw.h5"))
+    mask = torch.from_numpy(volume.mask) & drawn.reshape(1, 1, 1, -1)
+    assert 0 < int(mask[0].sum()) < int(volume.mask[0].sum())  # fewer lines than acquired
+    expected = demo.reconstruct(torch.from_numpy(volume.kspace), mask).numpy()
+    with h5py.File(tmp_path / "x.h5") as handle:
+        np.testing.assert_array_equal(handle["reconstruction"][()], expected)
+        assert handle.attrs["acceleration"] == 2
