@@ -1,4 +1,4 @@
-"""Reconstruct one fastMRI ``.h5`` or CMRxRecon ``.mat`` file into a fastMRI-style reconstruction file."""
+"""Reconstruct one fastMRI ``.h5`` or CMRxRecon ``.mat`` file into a fastMRI-style ``.h5``, NIfTI or DICOM."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from fastrecon._files import check_output
 from fastrecon.data.cmrxrecon import read_cmrxrecon
-from fastrecon.data.fastmri import read_fastmri, write_reconstruction
+from fastrecon.data.fastmri import read_fastmri
+from fastrecon.data.geometry import ImageGeometry, fastmri_geometry
+from fastrecon.data.outputs import check_images_output, output_format, write_images
 from fastrecon.errors import DataFormatError
 from fastrecon.physics.masks import create_mask_for_mask_type, seed_from_name
 
@@ -24,6 +25,7 @@ def reconstruct_file(
     mask_type: str = "equispaced_fraction",
     key: str | None = None,
     overwrite: bool = False,
+    format: str | None = None,
 ) -> Path:
     """Read ``path``, undersample it when ``acceleration`` is given (mask seeded by the file name, as
     fastMRI does), otherwise use the file's own mask or zero pattern; write ``reconstruction (N, H, W)``.
@@ -32,15 +34,22 @@ def reconstruct_file(
     an existing ``out`` is replaced only with ``overwrite=True``
     (:class:`~fastrecon.errors.OutputExistsError`). The output is written to a temporary file and
     renamed, so a failure never leaves half a file.
+
+    ``format`` is ``h5`` (fastMRI-style), ``nifti`` or ``dicom`` (a folder); default from ``out``'s
+    suffix (see :func:`fastrecon.data.outputs.output_format`). Geometry comes from the header where
+    the file has one.
     """
     path = Path(path)
-    out = check_output(out, inputs=[path], overwrite=overwrite)
+    fmt = output_format(out, format)
+    out = check_images_output(out, fmt, inputs=[path], overwrite=overwrite)
     mask = None
+    geometry: ImageGeometry | None = None
     if path.suffix == ".h5":
         volume = read_fastmri(path)
         kspace = torch.from_numpy(volume.kspace)
         if volume.mask is not None:
             mask = torch.from_numpy(volume.mask)
+        geometry = fastmri_geometry(path)
     elif path.suffix == ".mat":
         kspace = torch.from_numpy(read_cmrxrecon(path, key).kspace)
     else:
@@ -55,5 +64,5 @@ def reconstruct_file(
     if acceleration is not None:
         attrs.update(acceleration=acceleration, center_fraction=center_fraction, mask_type=mask_type)
     # Checked again at the write: the input must not have been replaced by the output meanwhile.
-    check_output(out, inputs=[path], overwrite=overwrite)
-    return write_reconstruction(out, image, attrs=attrs, overwrite=overwrite)
+    check_images_output(out, fmt, inputs=[path], overwrite=overwrite)
+    return write_images(out, image, geometry, attrs=attrs, overwrite=overwrite, format=fmt)
