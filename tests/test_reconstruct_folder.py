@@ -268,3 +268,21 @@ def test_summary_names_every_rank() -> None:
     assert [r["slices_per_s"] for r in report["ranks"]] == [5.0, 1.0]
     text = folder_mod.format_summary(report)
     assert "rank 1" in text and "FAILED x.h5 (rank 0): DataFormatError: bad" in text
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "dicom"])
+def test_folder_in_other_formats(dataset: Path, MODEL: list[str], tmp_path: Path, fmt: str) -> None:
+    (dataset / "knee" / "broken.h5").unlink()
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(dataset), "--out", str(out), "--format", fmt, *MODEL]) == 0
+    if fmt == "nifti":
+        names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz"))
+        assert names == ["cine/sax.nii.gz", "knee/a/file1.nii.gz", "knee/file2.nii.gz"]
+    else:
+        names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.dcm"))
+        assert names == ["cine/sax/IM_0001.dcm", "cine/sax/IM_0002.dcm", "knee/a/file1/IM_0001.dcm"] + [
+            "knee/file2/IM_0001.dcm",
+            "knee/file2/IM_0002.dcm",
+        ]
+    assert main(["reconstruct", str(dataset), "--out", str(out), "--format", fmt, *MODEL]) == 0
+    assert summary(out)["skipped"] == 3
