@@ -286,3 +286,55 @@ def test_folder_in_other_formats(dataset: Path, MODEL: list[str], tmp_path: Path
         ]
     assert main(["reconstruct", str(dataset), "--out", str(out), "--format", fmt, *MODEL]) == 0
     assert summary(out)["skipped"] == 3
+
+
+KILL_AFTER_FIRST = """
+import os, signal, sys
+import fastrecon.reconstruct_file as rf
+from fastrecon._files import atomic_write
+from fastrecon.cli import main
+
+real, calls = rf.write_images, []
+def write_or_die(out, *args, **kwargs):
+    calls.append(out)
+    if len(calls) == 2:  # the first output is written: die in the middle of the second
+        with atomic_write(out) as temp:
+            temp.write_bytes(b"half an output")
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(out, *args, **kwargs)
+rf.write_images = write_or_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkilled_run_resumes(dataset: Path, MODEL: list[str], tmp_path: Path) -> None:
+    """A process killed (SIGKILL, nothing cleans up) while writing its second output: the first output is
+    complete, the second only a temporary file; the rerun removes that and does only the other files."""
+    (dataset / "knee" / "broken.h5").unlink()
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", KILL_AFTER_FIRST, "reconstruct", str(dataset), "--out", str(out), *MODEL]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == -9, result.stderr[-3000:]
+    assert sorted(outputs(out)) == ["cine/sax.h5"]
+    temps = [p.relative_to(out).as_posix() for p in out.rglob("*") if ".tmp" in p.name]
+    assert len(temps) == 1 and temps[0].startswith("knee/a/.file1.h5."), temps
+    first = (out / "cine" / "sax.h5").stat().st_mtime_ns
+    assert main(["reconstruct", str(dataset), "--out", str(out), *MODEL]) == 0
+    assert sorted(outputs(out)) == GOOD and (out / "cine" / "sax.h5").stat().st_mtime_ns == first
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    report = summary(out)
+    assert (report["done"], report["skipped"], report["failed"]) == (2, 1, 0)
+
+
+def test_an_output_that_would_be_an_input_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Input folder tmp/r inside the output folder tmp: r/r/x.h5's output tmp/r/x.h5 is the input r/x.h5."""
+    root = tmp_path / "r"
+    (root / "r").mkdir(parents=True)
+    (root / "x.h5").write_bytes(b"input one")
+    (root / "r" / "x.h5").write_bytes(b"input two")
+    assert main(["reconstruct", str(root), "--out", str(tmp_path), "--model", "demo-x8", "--overwrite"]) == 2
+    assert "which is an input" in capsys.readouterr().err
+    assert (root / "x.h5").read_bytes() == b"input one"
