@@ -114,6 +114,8 @@ def check_folders(root: str | Path, out: str | Path, format: str | None) -> tupl
 def find_inputs(root: Path, out: Path) -> list[Path]:
     """Input files under ``root`` (sorted by relative path), without hidden ones and without ``out``'s."""
     out_resolved = out.resolve()
+    # Only an output folder inside the input folder is left out (one holding the input folder is not).
+    out_inside = out_resolved.is_relative_to(root.resolve())
     found = []
     for path in root.rglob("*"):
         relative = path.relative_to(root)
@@ -121,7 +123,7 @@ def find_inputs(root: Path, out: Path) -> list[Path]:
             continue
         if path.suffix.lower() not in INPUT_SUFFIXES or not path.is_file():
             continue
-        if path.resolve().is_relative_to(out_resolved):
+        if out_inside and path.resolve().is_relative_to(out_resolved):
             continue
         found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())

@@ -335,6 +335,7 @@ def test_an_output_that_would_be_an_input_is_refused(
     (root / "r").mkdir(parents=True)
     (root / "x.h5").write_bytes(b"input one")
     (root / "r" / "x.h5").write_bytes(b"input two")
+    assert [p.relative_to(root).as_posix() for p in find_inputs(root, tmp_path)] == ["r/x.h5", "x.h5"]
     assert main(["reconstruct", str(root), "--out", str(tmp_path), "--model", "demo-x8", "--overwrite"]) == 2
     assert "which is an input" in capsys.readouterr().err
     assert (root / "x.h5").read_bytes() == b"input one"
