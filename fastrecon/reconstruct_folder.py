@@ -4,9 +4,10 @@ Built on :func:`fastrecon.reconstruct_file.reconstruct_file`: whatever one file 
 hold. The unit of work is the file (a large file is never split between ranks).
 
 * Inputs: files ending in ``.h5`` or ``.mat`` under the input folder, recursively, in sorted order;
-  hidden files and folders (names starting with ``.``, which includes fastrecon's temporary files) and
-  anything inside the output folder are skipped, so an output folder inside the input folder is never
-  read as input. The output folder may not be the input folder itself.
+  hidden files and folders (names starting with ``.``, which includes fastrecon's temporary files),
+  CMRxRecon mask files (``*_mask*.mat``, ``mask*.mat``) and anything inside the output folder are
+  skipped, so an output folder inside the input folder is never read as input. The output folder may
+  not be the input folder itself.
 * Outputs: ``OUT/<relative path>`` with the input's stem and the format's suffix (``.h5``,
   ``.nii.gz``, or a DICOM folder without suffix), each written atomically.
 * Resume: an output that exists is skipped (a rerun after a crash or preemption does only the rest;
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fastrecon._files import atomic_write
+from fastrecon.data.dataset import _is_mask_file
 from fastrecon.data.outputs import FORMATS, suffix_for
 from fastrecon.errors import InputError, OutputExistsError
 
@@ -121,7 +123,7 @@ def find_inputs(root: Path, out: Path) -> list[Path]:
         relative = path.relative_to(root)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.suffix.lower() not in INPUT_SUFFIXES or not path.is_file():
+        if path.suffix.lower() not in INPUT_SUFFIXES or not path.is_file() or _is_mask_file(path):
             continue
         if out_inside and path.resolve().is_relative_to(out_resolved):
             continue

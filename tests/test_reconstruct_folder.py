@@ -64,6 +64,7 @@ def dataset(tmp_path: Path) -> Path:
     mat = _kspace(2, 3).transpose(2, 3, 1, 0)[..., None]  # (kx, ky, kc, kz, t): 2 slices, 1 frame
     write_mat73(root / "cine" / "sax.mat", {"kspace_full": mat})
     (root / "knee" / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"truncated")
+    write_mat73(root / "cine" / "sax_mask.mat", {"mask08": np.ones((24, 32), bool)})  # a mask, not an input
     (root / ".hidden.h5").write_bytes(b"not read")
     (root / "notes.txt").write_text("not an input")
     return root
