@@ -218,6 +218,7 @@ def run_shard(
     overwrite: bool = False,
     format: str = "h5",
     progress: bool | None = None,
+    position: int | None = None,
     **options: Any,
 ) -> RankSummary:
     """Reconstruct this rank's jobs; failures are recorded, not raised. ``options`` go to
@@ -233,7 +234,7 @@ def run_shard(
         jobs,
         desc=f"rank {rank}/{world}" if world > 1 else "reconstruct",
         unit="file",
-        position=rank if world > 1 else None,
+        position=position,
         disable=None if progress is None else not progress,
         dynamic_ncols=True,
     )
@@ -252,6 +253,62 @@ def run_shard(
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+class _OverallProgress:
+    """Rank 0's bar over every rank's files, when there are several ranks and progress is shown: a
+    thread looks every few seconds which outputs have been (re)written since the start (the ranks
+    share the output folder; an output counts when its inode or modification time changed)."""
+
+    def __init__(self, jobs: list[Job], info: DistInfo, progress: bool | None, interval: float = 3.0) -> None:
+        import sys
+        import threading
+
+        self._thread: threading.Thread | None = None
+        shown = progress if progress is not None else sys.stderr.isatty()
+        if info.rank != 0 or info.world == 1 or not shown or not jobs:
+            return
+        from tqdm import tqdm
+
+        self._pending = {Path(job.out): self._stamp(Path(job.out)) for job in jobs}
+        self._bar = tqdm(
+            total=len(jobs),
+            desc="all ranks",
+            unit="file",
+            position=_env_int("LOCAL_WORLD_SIZE", info.world),
+            dynamic_ncols=True,
+        )
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._poll, name="fastrecon-overall-progress", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int] | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns)
+
+    def _poll(self) -> None:
+        while True:
+            written = [p for p, before in self._pending.items() if (now := self._stamp(p)) and now != before]
+            for path in written:
+                del self._pending[path]
+            if written:
+                self._bar.update(len(written))
+            if not self._pending or self._interval == 0.0 or self._stop.wait(self._interval):
+                return
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop.clear()
+            self._interval = 0.0
+            self._poll()  # the last files
+            self._bar.close()
 
 
 # --- torch.distributed ------------------------------------------------------------------------------
@@ -410,6 +467,7 @@ def reconstruct_folder(
                 f"{plan.total} files in {root}: {len(plan.todo)} to reconstruct on {info.world} rank(s), "
                 f"{plan.skipped} already done (skipped; --overwrite redoes them)"
             )
+        overall = _OverallProgress(plan.todo, info, progress)
         recon = load(info.device)
         summary = run_shard(
             recon,
@@ -420,9 +478,11 @@ def reconstruct_folder(
             overwrite=overwrite,
             format=fmt,
             progress=progress,
+            position=info.local_rank if info.world > 1 else None,
             **options,
         )
         summaries = _all_gather(summary, info)
+        overall.close()
     report = summary_dict(plan, summaries, str(getattr(getattr(recon, "config", None), "name", "")))
     if info.rank == 0:
         print_fn(format_summary(report))

@@ -340,3 +340,19 @@ def test_an_output_that_would_be_an_input_is_refused(
     assert main(["reconstruct", str(root), "--out", str(tmp_path), "--model", "demo-x8", "--overwrite"]) == 2
     assert "which is an input" in capsys.readouterr().err
     assert (root / "x.h5").read_bytes() == b"input one"
+
+
+def test_overall_progress_counts_outputs_written_since_the_start(tmp_path: Path) -> None:
+    """Rank 0's "all ranks" bar: an output counts once it is written, an old one (--overwrite) only once
+    it has been replaced."""
+    jobs = [Job(f"in/{i}", str(tmp_path / f"{i}.h5"), f"{i}.h5", 1) for i in range(3)]
+    (tmp_path / "2.h5").write_bytes(b"old")
+    info = folder_mod.DistInfo(rank=0, world=2, local_rank=0, device="cpu")
+    overall = folder_mod._OverallProgress(jobs, info, progress=True, interval=0.01)
+    (tmp_path / "0.h5").write_bytes(b"new")
+    replacement = tmp_path / "new.h5"
+    replacement.write_bytes(b"new")
+    os.replace(replacement, tmp_path / "2.h5")
+    overall.close()
+    assert overall._bar.n == 2
+    assert folder_mod._OverallProgress(jobs, folder_mod.DistInfo(1, 2, 1, "cpu"), True)._thread is None
