@@ -356,3 +356,17 @@ def test_overall_progress_counts_outputs_written_since_the_start(tmp_path: Path)
     overall.close()
     assert overall._bar.n == 2
     assert folder_mod._OverallProgress(jobs, folder_mod.DistInfo(1, 2, 1, "cpu"), True)._thread is None
+
+
+def test_each_rank_uses_its_local_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastrecon._features as features
+
+    monkeypatch.setattr(features, "has_cuda", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert folder_mod.rank_device(None, 1) == "cuda:1" and folder_mod.rank_device("cuda", 5) == "cuda:1"
+    assert folder_mod.rank_device("cpu", 1) == "cpu" and folder_mod.rank_device("cuda:2", 0) == "cuda:2"
+    monkeypatch.setattr(features, "has_cuda", lambda: False)
+    assert folder_mod.rank_device(None, 1) is None
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(folder_mod.InputError, match="WORLD_SIZE='two'"), folder_mod.distributed(None):
+        pass
