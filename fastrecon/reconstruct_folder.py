@@ -73,6 +73,7 @@ class RankSummary:
     rank: int
     host: str
     device: str
+    model: str = ""
     done: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     slices: int = 0
@@ -227,7 +228,8 @@ def run_shard(
 
     from fastrecon.reconstruct_file import reconstruct_file
 
-    summary = RankSummary(rank=rank, host=socket.gethostname(), device=device)
+    model = str(getattr(getattr(recon, "config", None), "name", "")) if recon is not None else ""
+    summary = RankSummary(rank=rank, host=socket.gethostname(), device=device, model=model)
     counting = _CountingReconstructor(recon)
     start = time.perf_counter()
     bar = tqdm(
@@ -392,7 +394,7 @@ def _all_gather(value: Any, info: DistInfo) -> list[Any]:
 # --- the command -------------------------------------------------------------------------------------
 
 
-def summary_dict(plan: Plan, summaries: list[RankSummary], model: str) -> dict[str, Any]:
+def summary_dict(plan: Plan, summaries: list[RankSummary]) -> dict[str, Any]:
     failures = [
         {"file": file, "rank": s.rank, "reason": reason} for s in summaries for file, reason in s.failed
     ]
@@ -400,7 +402,7 @@ def summary_dict(plan: Plan, summaries: list[RankSummary], model: str) -> dict[s
         "input": plan.root,
         "output": plan.out,
         "format": plan.format,
-        "model": model,
+        "model": next((s.model for s in summaries if s.model), ""),
         "world_size": len(summaries),
         "files": plan.total,
         "done": sum(s.done for s in summaries),
@@ -468,7 +470,8 @@ def reconstruct_folder(
                 f"{plan.skipped} already done (skipped; --overwrite redoes them)"
             )
         overall = _OverallProgress(plan.todo, info, progress)
-        recon = load(info.device)
+        # A rank with nothing to do (all done, or more ranks than files) does not load the model.
+        recon = load(info.device) if mine else None
         summary = run_shard(
             recon,
             mine,
@@ -483,7 +486,7 @@ def reconstruct_folder(
         )
         summaries = _all_gather(summary, info)
         overall.close()
-    report = summary_dict(plan, summaries, str(getattr(getattr(recon, "config", None), "name", "")))
+    report = summary_dict(plan, summaries)
     if info.rank == 0:
         print_fn(format_summary(report))
         target = out / SUMMARY_NAME

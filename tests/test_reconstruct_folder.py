@@ -185,6 +185,7 @@ def test_out_is_or_is_inside_the_input_folder(
     assert main(["reconstruct", str(dataset), "--out", str(inside), *MODEL]) == 0
     report = summary(inside)
     assert (report["files"], report["done"], report["skipped"]) == (3, 0, 3)
+    assert report["model"] == ""  # nothing to do: the model was not even loaded
     assert not (inside / "recon").exists()
 
 
@@ -262,9 +263,10 @@ def test_torchrun_two_processes_equal_one_process(dataset: Path, MODEL: list[str
 
 def test_summary_names_every_rank() -> None:
     plan = folder_mod.Plan("in", "out", "h5", [], 2, 5)
-    ranks = [folder_mod.RankSummary(0, "h", "cpu", 2, [("x.h5", "DataFormatError: bad")], 10, 2.0)]
-    ranks.append(folder_mod.RankSummary(1, "h", "cpu", 1, [], 4, 4.0))
-    report = folder_mod.summary_dict(plan, ranks, "demo-x8")
+    ranks = [folder_mod.RankSummary(0, "h", "cpu", "", 2, [("x.h5", "DataFormatError: bad")], 10, 2.0)]
+    ranks.append(folder_mod.RankSummary(1, "h", "cpu", "demo-x8", 1, [], 4, 4.0))
+    report = folder_mod.summary_dict(plan, ranks)
+    assert report["model"] == "demo-x8"
     assert (report["done"], report["failed"], report["skipped"], report["slices"]) == (3, 1, 2, 14)
     assert [r["slices_per_s"] for r in report["ranks"]] == [5.0, 1.0]
     text = folder_mod.format_summary(report)
