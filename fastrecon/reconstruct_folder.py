@@ -196,12 +196,16 @@ class _CountingReconstructor:
 
 
 def _remove_stale_temps(target: Path) -> None:
-    """Temporary files (or folders) of ``target`` left by a killed run: ``.<name>.<hex>.tmp*``."""
+    """Temporary files (or folders) of ``target`` left by a killed run: ``.<name>.<hex>.tmp*``, and a
+    replaced DICOM series not yet removed, ``.<name>.<hex>.old``."""
     if not target.parent.is_dir():
         return
+    import glob
     import shutil
 
-    for stale in target.parent.glob(f".{target.name}.*.tmp*"):
+    name = glob.escape(target.name)
+    stale_paths = [*target.parent.glob(f".{name}.*.tmp*"), *target.parent.glob(f".{name}.*.old")]
+    for stale in stale_paths:
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:

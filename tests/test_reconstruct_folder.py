@@ -372,3 +372,15 @@ def test_each_rank_uses_its_local_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(folder_mod.InputError, match="WORLD_SIZE='two'"), folder_mod.distributed(None):
         pass
+
+
+def test_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    target = tmp_path / "scan[1]"  # glob characters in the name
+    (tmp_path / ".scan[1].0123456789ab.tmp").mkdir()  # a DICOM series being written
+    (tmp_path / ".scan[1].0123456789ab.tmp" / "IM_0001.dcm").write_bytes(b"")
+    (tmp_path / ".scan[1].ba9876543210.old").mkdir()  # a replaced series not yet removed
+    keep = [tmp_path / ".scan[2].0123456789ab.tmp", tmp_path / ".notes", tmp_path / "scan[1].h5"]
+    for path in keep:
+        path.write_bytes(b"keep")
+    folder_mod._remove_stale_temps(target)
+    assert sorted(tmp_path.iterdir()) == sorted(keep)

@@ -61,6 +61,11 @@ class ImageGeometry:
         object.__setattr__(self, "voxel_size_mm", (float(size[0]), float(size[1]), float(size[2])))
         for name in ("read_dir", "phase_dir", "slice_dir"):
             object.__setattr__(self, name, _vector(getattr(self, name), name))
+        if abs(float(np.dot(self.read_dir, self.phase_dir))) > 1e-3:
+            raise InputError(
+                f"read_dir {self.read_dir} and phase_dir {self.phase_dir} are not perpendicular; expected the "
+                "orthogonal in-plane directions of an image."
+            )
         if self.positions is not None:
             positions = np.asarray(self.positions, dtype=np.float64)
             if positions.ndim != 2 or positions.shape[1] != 3 or not np.isfinite(positions).all():

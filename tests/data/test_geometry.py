@@ -81,6 +81,7 @@ def test_without_positions_slices_are_stacked_around_the_origin() -> None:
         ({"read_dir": (0.0, 0.0, 0.0)}, "read_dir .* zero vector"),
         ({"slice_dir": (1.0, float("nan"), 0.0)}, "slice_dir"),
         ({"positions": np.zeros((3, 2))}, "positions has shape"),
+        ({"read_dir": (1.0, 0.0, 0.0), "phase_dir": (1.0, 1.0, 0.0)}, "not perpendicular"),
     ],
 )
 def test_bad_geometry_is_refused(kwargs: dict, match: str) -> None:
