@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -137,6 +138,11 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         return _cmd_reconstruct_folder(args)
     if not Path(args.input).is_file():
         raise FileNotFoundError(f"input file not found: {args.input}")
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise InputError(
+            f"torchrun runs {os.environ['WORLD_SIZE']} processes, which share the files of a folder; "
+            f"{args.input!r} is one file. Give a folder, or run one file without torchrun."
+        )
     # Before the model is loaded: never over the input, an existing output only with --overwrite.
     fmt = output_format(args.out, args.format)
     check_images_output(args.out, fmt, inputs=[args.input], overwrite=args.overwrite)

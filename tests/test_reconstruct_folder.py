@@ -384,3 +384,15 @@ def test_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_path: Path) 
         path.write_bytes(b"keep")
     folder_mod._remove_stale_temps(target)
     assert sorted(tmp_path.iterdir()) == sorted(keep)
+
+
+def test_torchrun_with_one_file_is_refused(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "one.h5"
+    assert (
+        main(["reconstruct", str(dataset / "knee" / "file2.h5"), "--out", str(out), "--model", "demo-x8"])
+        == 2
+    )
+    assert "Give a folder" in capsys.readouterr().err and not out.exists()
