@@ -23,16 +23,15 @@ hold. The unit of work is the file (a large file is never split between ranks).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
-import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastrecon._distributed import DistInfo, all_gather, broadcast, distributed, env_int
 from fastrecon._files import atomic_write
 from fastrecon.data.dataset import _is_mask_file
 from fastrecon.data.outputs import FORMATS, suffix_for
@@ -40,8 +39,6 @@ from fastrecon.errors import InputError, OutputExistsError
 
 INPUT_SUFFIXES = (".h5", ".mat")
 SUMMARY_NAME = "reconstruct-summary.json"
-# Ranks wait for the slowest one at the end; a shard can take hours, so the collective timeout is long.
-DIST_TIMEOUT = datetime.timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -281,7 +278,7 @@ class _OverallProgress:
             total=len(jobs),
             desc="all ranks",
             unit="file",
-            position=_env_int("LOCAL_WORLD_SIZE", info.world),
+            position=env_int("LOCAL_WORLD_SIZE", info.world),
             dynamic_ncols=True,
         )
         self._stop = threading.Event()
@@ -315,84 +312,6 @@ class _OverallProgress:
             self._interval = 0.0
             self._poll()  # the last files
             self._bar.close()
-
-
-# --- torch.distributed ------------------------------------------------------------------------------
-
-
-@dataclass
-class DistInfo:
-    rank: int
-    world: int
-    local_rank: int
-    device: str | None
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, str(default))
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(f"environment variable {name}={value!r} is not a whole number.") from None
-
-
-def rank_device(requested: str | None, local_rank: int) -> str | None:
-    """The device of this rank: ``cuda:LOCAL_RANK`` when CUDA exists and no device (or plain ``cuda``)
-    was asked for; otherwise what was asked for (None lets :func:`fastrecon.load` choose)."""
-    from fastrecon._features import has_cuda
-
-    if requested in (None, "cuda") and has_cuda():
-        import torch
-
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return requested
-
-
-@contextlib.contextmanager
-def distributed(requested_device: str | None) -> Iterator[DistInfo]:
-    """Join the process group of ``torchrun`` when ``WORLD_SIZE`` > 1 (nccl for CUDA ranks, gloo for
-    CPU); a group that already exists is used and left open. Yields this rank's place and device."""
-    world = _env_int("WORLD_SIZE", 1)
-    local_rank = _env_int("LOCAL_RANK", 0)
-    device = rank_device(requested_device, local_rank)
-    if world <= 1:
-        yield DistInfo(0, 1, 0, device)
-        return
-    import torch
-    import torch.distributed as dist
-
-    created = False
-    if not dist.is_initialized():
-        cuda = device is not None and torch.device(device).type == "cuda"
-        if cuda and device is not None:
-            torch.cuda.set_device(torch.device(device))
-        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=DIST_TIMEOUT)
-        created = True
-    try:
-        yield DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
-    finally:
-        if created:
-            dist.destroy_process_group()
-
-
-def _broadcast(value: Any, info: DistInfo) -> Any:
-    if info.world == 1:
-        return value
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _all_gather(value: Any, info: DistInfo) -> list[Any]:
-    if info.world == 1:
-        return [value]
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * info.world
-    dist.all_gather_object(gathered, value)
-    return gathered
 
 
 # --- the command -------------------------------------------------------------------------------------
@@ -463,7 +382,7 @@ def reconstruct_folder(
                 plan = f"{type(exc).__name__}:{exc}"
         else:
             plan = ""
-        plan = _broadcast(plan, info)
+        plan = broadcast(plan, info)
         if isinstance(plan, str):  # rank 0 refused the folder: every rank raises the same error
             kind, _, message = plan.partition(":")
             raise (OutputExistsError if kind == "OutputExistsError" else InputError)(message)
@@ -488,7 +407,7 @@ def reconstruct_folder(
             position=info.local_rank if info.world > 1 else None,
             **options,
         )
-        summaries = _all_gather(summary, info)
+        summaries = all_gather(summary, info)
         overall.close()
     report = summary_dict(plan, summaries)
     if info.rank == 0:

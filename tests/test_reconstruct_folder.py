@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from fastrecon import reconstruct_folder as folder_mod
+from fastrecon._distributed import DistInfo
 from fastrecon.cli import main
 from fastrecon.data.simulate import simulate_multicoil
 from fastrecon.reconstruct_folder import Job, find_inputs, shard
@@ -349,7 +350,7 @@ def test_overall_progress_counts_outputs_written_since_the_start(tmp_path: Path)
     it has been replaced."""
     jobs = [Job(f"in/{i}", str(tmp_path / f"{i}.h5"), f"{i}.h5", 1) for i in range(3)]
     (tmp_path / "2.h5").write_bytes(b"old")
-    info = folder_mod.DistInfo(rank=0, world=2, local_rank=0, device="cpu")
+    info = DistInfo(rank=0, world=2, local_rank=0, device="cpu")
     overall = folder_mod._OverallProgress(jobs, info, progress=True, interval=0.01)
     (tmp_path / "0.h5").write_bytes(b"new")
     replacement = tmp_path / "new.h5"
@@ -357,21 +358,7 @@ def test_overall_progress_counts_outputs_written_since_the_start(tmp_path: Path)
     os.replace(replacement, tmp_path / "2.h5")
     overall.close()
     assert overall._bar.n == 2
-    assert folder_mod._OverallProgress(jobs, folder_mod.DistInfo(1, 2, 1, "cpu"), True)._thread is None
-
-
-def test_each_rank_uses_its_local_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fastrecon._features as features
-
-    monkeypatch.setattr(features, "has_cuda", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    assert folder_mod.rank_device(None, 1) == "cuda:1" and folder_mod.rank_device("cuda", 5) == "cuda:1"
-    assert folder_mod.rank_device("cpu", 1) == "cpu" and folder_mod.rank_device("cuda:2", 0) == "cuda:2"
-    monkeypatch.setattr(features, "has_cuda", lambda: False)
-    assert folder_mod.rank_device(None, 1) is None
-    monkeypatch.setenv("WORLD_SIZE", "two")
-    with pytest.raises(folder_mod.InputError, match="WORLD_SIZE='two'"), folder_mod.distributed(None):
-        pass
+    assert folder_mod._OverallProgress(jobs, DistInfo(1, 2, 1, "cpu"), True)._thread is None
 
 
 def test_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_path: Path) -> None:
