@@ -19,12 +19,8 @@ nibabel and pydicom are imported only when their format is written.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import gzip
-import os
-import secrets
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,7 +29,7 @@ import numpy as np
 import torch
 
 from fastrecon._features import import_optional
-from fastrecon._files import PathArg, _fsync_dir, atomic_write, check_output, same_file
+from fastrecon._files import PathArg, atomic_folder, atomic_write, check_output, same_file
 from fastrecon.data.geometry import ImageGeometry
 from fastrecon.errors import InputError, InputTypeError, OutputExistsError
 
@@ -197,6 +193,11 @@ def _scaling(array: np.ndarray) -> tuple[float, float]:
     return float(_ds(slope)), float(_ds(low))
 
 
+def _previous_series(folder: Path) -> None:
+    """Refuse to replace a folder that holds anything but ``.dcm`` files."""
+    check_images_output(folder, "dicom", overwrite=True)
+
+
 def _write_dicom(
     out: Path, array: np.ndarray, geometry: ImageGeometry, attrs: dict[str, Any], overwrite: bool
 ) -> Path:
@@ -218,10 +219,7 @@ def _write_dicom(
     legacy = int(pydicom.__version__.split(".")[0]) < 3
     description = _description(attrs)[:64]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
-    temp.mkdir()
-    try:
+    with atomic_folder(out, overwrite=overwrite, check_old=_previous_series) as temp:
         for n in range(num):
             uid = generate_uid()
             meta = FileMetaDataset()
@@ -286,35 +284,4 @@ def _write_dicom(
                 ds.save_as(path, write_like_original=False)
             else:
                 ds.save_as(path, enforce_file_format=True)
-        _replace_folder(temp, out, overwrite)
-    finally:
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
     return out
-
-
-def _replace_folder(temp: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished folder ``temp`` onto ``out``; an old ``out`` (checked to be a DICOM series) is
-    moved aside first and removed after, so ``out`` is always either the old or the new series."""
-    for file in temp.iterdir():
-        with open(file, "rb") as handle:
-            os.fsync(handle.fileno())
-    old = None
-    if out.exists():
-        if not overwrite:
-            raise OutputExistsError(
-                f"output {str(out)!r} appeared while it was being written; it was left as it is."
-            )
-        check_images_output(out, "dicom", overwrite=True)
-        old = out.with_name(f".{out.name}.{secrets.token_hex(6)}.old")
-        os.rename(out, old)
-    try:
-        os.rename(temp, out)
-    except OSError:
-        if old is not None:
-            with contextlib.suppress(OSError):
-                os.rename(old, out)
-        raise
-    _fsync_dir(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
