@@ -26,6 +26,8 @@ EXTRAS = {
     "onnx": "onnx",
     "onnxruntime": "onnx",
     "onnxscript": "onnx",
+    "nibabel": "images",
+    "pydicom": "images",
 }
 
 

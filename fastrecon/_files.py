@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from fastrecon.errors import OutputExistsError
@@ -82,6 +83,53 @@ def atomic_write(out: PathArg, *, overwrite: bool = True) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(
+    out: PathArg, *, overwrite: bool = False, check_old: Callable[[Path], object] | None = None
+) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``out`` for a writer to fill (e.g. a DICOM series); on
+    success rename it onto ``out``.
+
+    An existing ``out`` is replaced only with ``overwrite`` (otherwise
+    :class:`~fastrecon.errors.OutputExistsError`), after ``check_old(out)`` has accepted it: it is
+    renamed aside, the new folder renamed into place, then the old one removed, so ``out`` is always
+    the old or the new folder, never a mixture. On an exception the temporary folder is removed and
+    ``out`` left as it was. Files are flushed to disk before the rename.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+    temp.mkdir()
+    try:
+        yield temp
+        for file in temp.rglob("*"):
+            if file.is_file():
+                _fsync(file)
+        old = None
+        if out.exists() or out.is_symlink():
+            if not overwrite:
+                raise OutputExistsError(
+                    f"output {str(out)!r} appeared while it was being written; it was left as it is."
+                )
+            if check_old is not None:
+                check_old(out)
+            old = out.with_name(f".{out.name}.{secrets.token_hex(6)}.old")
+            os.rename(out, old)
+        try:
+            os.rename(temp, out)
+        except OSError:
+            if old is not None:
+                with contextlib.suppress(OSError):
+                    os.rename(old, out)
+            raise
+        _fsync_dir(out.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def _link_new(temp: Path, out: Path) -> None:

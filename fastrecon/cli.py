@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -130,13 +131,21 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from fastrecon._files import check_output
+    from fastrecon.data.outputs import check_images_output, output_format
     from fastrecon.reconstruct_file import reconstruct_file
 
+    if Path(args.input).is_dir():
+        return _cmd_reconstruct_folder(args)
     if not Path(args.input).is_file():
         raise FileNotFoundError(f"input file not found: {args.input}")
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise InputError(
+            f"torchrun runs {os.environ['WORLD_SIZE']} processes, which share the files of a folder; "
+            f"{args.input!r} is one file. Give a folder, or run one file without torchrun."
+        )
     # Before the model is loaded: never over the input, an existing output only with --overwrite.
-    check_output(args.out, inputs=[args.input], overwrite=args.overwrite)
+    fmt = output_format(args.out, args.format)
+    check_images_output(args.out, fmt, inputs=[args.input], overwrite=args.overwrite)
     recon = _load(args)
     out = reconstruct_file(
         recon,
@@ -147,9 +156,30 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         mask_type=args.mask_type,
         key=args.key,
         overwrite=args.overwrite,
+        format=fmt,
     )
     print(f"wrote {out}")
     return 0
+
+
+def _cmd_reconstruct_folder(args: argparse.Namespace) -> int:
+    """``reconstruct DIR --out OUTDIR``: every file, sharded over torchrun's ranks; 1 when a file failed."""
+    from fastrecon.reconstruct_folder import reconstruct_folder
+
+    _check_device(args.device)
+    report = reconstruct_folder(
+        lambda device: _load(argparse.Namespace(**{**vars(args), "device": device})),
+        args.input,
+        args.out,
+        format=args.format,
+        overwrite=args.overwrite,
+        device=args.device,
+        acceleration=args.accel,
+        center_fraction=args.center_fraction,
+        mask_type=args.mask_type,
+        key=args.key,
+    )
+    return 1 if report["failed"] else 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -359,16 +389,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     rec = sub.add_parser(
-        "reconstruct",
-        help="reconstruct a fastMRI .h5, CMRxRecon .mat or MRD raw file into an .h5 (or MRD images)",
-    )
-    rec.add_argument("input")
+        "reconstruct", help="reconstruct a fastMRI .h5, CMRxRecon .mat or MRD raw file, or every such file in a folder",
+        description="Reconstruct one file, or a folder (recursively; sharded over the ranks when run under "
+        "torchrun, e.g. `torchrun --nproc_per_node 8 -m fastrecon.cli reconstruct DIR --out OUTDIR ...`). "
+        "Folder mode writes OUTDIR/<relative path>/<input stem> + .h5, .nii.gz or a DICOM folder, skips outputs "
+        "that already exist (a rerun resumes; --overwrite redoes them), goes on past a bad file, and writes "
+        "OUTDIR/reconstruct-summary.json; exit status 1 when a file failed.",
+    )  # fmt: skip
+    rec.add_argument("input", help="a fastMRI .h5 / CMRxRecon .mat / MRD raw (.h5) file, or a folder of them")
     rec.add_argument(
         "--out", required=True,
-        help="reconstruction .h5 to write (MRD input: .mrd or .mrd.h5 writes MRD images); never the input, "
-        "and an existing file only with --overwrite",
+        help="file: out.h5 (fastMRI-style), out.nii / out.nii.gz (NIfTI), out.mrd.h5 (MRD images, MRD input), or "
+        "a folder with --format dicom; "
+        "folder input: the output folder. Never an input; an existing output only with --overwrite",
     )  # fmt: skip
-    rec.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    rec.add_argument(
+        "--format", choices=["h5", "nifti", "dicom", "mrd"], default=None,
+        help="output format (default: from --out's suffix: .nii/.nii.gz NIfTI, .mrd/.mrd.h5 MRD images, else .h5; "
+        "folders: h5). mrd: MRD images, from MRD raw input only. "
+        "dicom writes a folder with one MR image file per slice",
+    )  # fmt: skip
+    rec.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing --out (folder input: redo files whose output exists instead of skipping them)",
+    )  # fmt: skip
     rec.add_argument("--key", default=None, help="CMRxRecon variable (default: first k-space key found)")
     _add_model_args(rec)
     _add_mask_args(rec, accel_required=False)

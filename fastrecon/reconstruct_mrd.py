@@ -1,24 +1,44 @@
-"""Reconstruct an MRD (ISMRMRD) raw file: every assembled slice, into MRD images or a fastMRI-style ``.h5``."""
+"""Reconstruct an MRD (ISMRMRD) raw file: every assembled slice, into MRD images, a fastMRI-style ``.h5``,
+NIfTI or a DICOM series (with the acquisitions' geometry)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fastrecon._files import check_output
-from fastrecon.data.fastmri import write_reconstruction
-from fastrecon.data.mrd import read_mrd
-from fastrecon.data.mrd_images import to_mrd_images, write_mrd_images
+from fastrecon.data.geometry import ImageGeometry
+from fastrecon.data.mrd import Encoding, MRDSlice, read_mrd
+from fastrecon.data.mrd_images import crop_to_recon, to_mrd_images, write_mrd_images
+from fastrecon.data.outputs import check_images_output, output_format, write_images
 from fastrecon.physics.masks import create_mask_for_mask_type, seed_from_name
 
 
 def is_mrd_output(out: str | Path) -> bool:
     """True when ``out`` asks for MRD images: a name ending in ``.mrd`` or ``.mrd.h5``."""
-    name = Path(out).name.lower()
-    return name.endswith(".mrd") or name.endswith(".mrd.h5")
+    return output_format(out) == "mrd"
+
+
+def mrd_geometry(slices: Sequence[MRDSlice], encoding: Encoding) -> ImageGeometry:
+    """Where the (``reconSpace``-cropped) images of ``slices`` lie: voxel size from the ``reconSpace``
+    field of view and matrix, each slice's centre and the directions from the acquisition nearest its
+    k-space centre (axis H along ``read_dir``, W along ``phase_dir``)."""
+    fov_x, fov_y, fov_z = encoding.fov_mm
+    voxel = (fov_x / encoding.recon[0], fov_y / encoding.recon[1], fov_z)
+    heads = [s.head for s in slices]
+    if not heads or any(h is None for h in heads):
+        return ImageGeometry(voxel_size_mm=voxel)
+    first = heads[0]
+    return ImageGeometry(
+        voxel_size_mm=voxel,
+        positions=np.array([[float(v) for v in h.position] for h in heads]),
+        read_dir=tuple(float(v) for v in first.read_dir),  # type: ignore[arg-type]
+        phase_dir=tuple(float(v) for v in first.phase_dir),  # type: ignore[arg-type]
+        slice_dir=tuple(float(v) for v in first.slice_dir),  # type: ignore[arg-type]
+    )
 
 
 def reconstruct_mrd_file(
@@ -30,16 +50,19 @@ def reconstruct_mrd_file(
     center_fraction: float = 0.08,
     mask_type: str = "equispaced_fraction",
     overwrite: bool = False,
+    format: str | None = None,
 ) -> Path:
     """Reconstruct every slice of an MRD raw file.
 
     The mask is each slice's acquired phase-encode lines; with ``acceleration`` a mask is drawn over W
-    (seeded by the file name, as for fastMRI files) and intersected with the acquired lines. ``out``
-    ending in ``.mrd`` / ``.mrd.h5`` gets MRD magnitude images (float32, cropped to ``reconSpace``, with
-    the acquisitions' geometry and indices); any other name a fastMRI-style ``reconstruction (N, H, W)``.
+    (seeded by the file name, as for fastMRI files) and intersected with the acquired lines. ``format``
+    (default from ``out``: ``.mrd`` / ``.mrd.h5`` -> ``mrd``) ``mrd`` gets MRD magnitude images (float32,
+    cropped to ``reconSpace``, with the acquisitions' geometry and indices); ``nifti`` and ``dicom`` the
+    same crop and geometry; ``h5`` a fastMRI-style ``reconstruction (N, H, W)`` of the full matrix.
     """
     path = Path(path)
-    out = check_output(out, inputs=[path], overwrite=overwrite)
+    fmt = output_format(out, format)
+    out = check_images_output(out, fmt, inputs=[path], overwrite=overwrite)
     volume = read_mrd(path)
     kspace = torch.from_numpy(volume.kspace)
     mask = torch.from_numpy(volume.mask)
@@ -48,8 +71,8 @@ def reconstruct_mrd_file(
         drawn = func(kspace.shape[-1], seed=seed_from_name(path.name)).reshape(1, 1, 1, -1).to(torch.bool)
         mask = mask & drawn
     image = recon.reconstruct(kspace, mask)
-    check_output(out, inputs=[path], overwrite=overwrite)
-    if is_mrd_output(out):
+    check_images_output(out, fmt, inputs=[path], overwrite=overwrite)
+    if fmt == "mrd":
         meta = {
             "FastreconModel": recon.config.name,
             "FastreconBackend": getattr(recon, "backend", None),
@@ -60,4 +83,8 @@ def reconstruct_mrd_file(
     attrs = {"model": recon.config.name, "weights": str(recon.weights_path), "source": str(path)}
     if acceleration is not None:
         attrs.update(acceleration=acceleration, center_fraction=center_fraction, mask_type=mask_type)
-    return write_reconstruction(out, image, attrs=attrs, overwrite=overwrite)
+    if fmt == "h5":
+        return write_images(out, image, None, attrs=attrs, overwrite=overwrite, format=fmt)
+    cropped = crop_to_recon(np.asarray(image), volume.encoding)
+    geometry = mrd_geometry(volume.slices, volume.encoding)
+    return write_images(out, cropped, geometry, attrs=attrs, overwrite=overwrite, format=fmt)

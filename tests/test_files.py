@@ -169,3 +169,23 @@ def test_atomic_write_and_check_output(tmp_path: Path) -> None:
     assert not same_file(out, tmp_path / "other.txt")
     with pytest.raises(OutputExistsError, match="is the input file"):
         check_output(tmp_path / "hard.txt", inputs=[out], overwrite=True)
+
+
+def test_atomic_folder_is_all_or_nothing(tmp_path: Path) -> None:
+    from fastrecon._files import atomic_folder
+
+    out = tmp_path / "series"
+    with atomic_folder(out) as temp:
+        (temp / "a.dcm").write_bytes(b"first")
+        assert not out.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["a.dcm"]
+    with pytest.raises(OutputExistsError, match="appeared while"), atomic_folder(out) as temp:
+        (temp / "b.dcm").write_bytes(b"second")
+    with pytest.raises(OSError, match="simulated"), atomic_folder(out, overwrite=True) as temp:
+        (temp / "b.dcm").write_bytes(b"second")
+        raise OSError("simulated crash")
+    assert sorted(p.name for p in out.iterdir()) == ["a.dcm"] and leftovers(tmp_path) == []
+    with atomic_folder(out, overwrite=True) as temp:
+        (temp / "b.dcm").write_bytes(b"second")
+    assert sorted(p.name for p in out.iterdir()) == ["b.dcm"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series"]  # the old folder is gone too

@@ -48,7 +48,7 @@ def test_import_is_light() -> None:
 
     code = (
         "import sys, fastrecon; fastrecon.list_models();"
-        "heavy = [m for m in ('triton', 'cupy', 'torch_tensorrt', 'tensorrt', 'open_clip', 'timm', 'onnxruntime') if m in sys.modules];"
+        "heavy = [m for m in ('triton', 'cupy', 'torch_tensorrt', 'tensorrt', 'open_clip', 'timm', 'onnxruntime', 'nibabel', 'pydicom') if m in sys.modules];"
         "import torch; cuda_init = torch.cuda.is_initialized();"
         "print(heavy, cuda_init); sys.exit(1 if heavy or cuda_init else 0)"
     )

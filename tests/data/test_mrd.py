@@ -170,3 +170,33 @@ def test_cli_accel_draws_inside_the_acquired_lines(case, demo, tmp_path: Path) -
     with h5py.File(tmp_path / "x.h5") as handle:
         np.testing.assert_array_equal(handle["reconstruction"][()], expected)
         assert handle.attrs["acceleration"] == 2
+
+
+def test_cli_mrd_file_to_nifti_keeps_the_acquisition_geometry(case, demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import nibabel
+
+    from fastrecon.data.mrd_images import crop_to_recon
+
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    volume = read_mrd(raw)
+    expected = demo.reconstruct(torch.from_numpy(volume.kspace), torch.from_numpy(volume.mask)).numpy()
+    expected = crop_to_recon(expected, volume.encoding)
+    out = tmp_path / "x.nii.gz"
+    assert main(["reconstruct", str(raw), "--out", str(out), "--model", "demo-x8", "--device", "cpu"]) == 0
+    image = nibabel.load(out)
+    np.testing.assert_allclose(np.moveaxis(np.asarray(image.dataobj), -1, 0), expected, rtol=1e-6)
+    np.testing.assert_allclose(image.header.get_zooms(), (1.0, 1.0, 5.0))  # reconSpace 1 mm, 5 mm slices
+    # Slice n's acquisitions sit at z = 5 n mm (LPS = RAS in z): the volume's slices step by +5 mm.
+    affine = image.affine
+    np.testing.assert_allclose(affine[:3, 2], [0.0, 0.0, 5.0], atol=1e-6)
+
+
+def test_mrd_images_are_refused_for_a_fastmri_input(
+    demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    kspace = np.ones((1, 4, 32, 32), np.complex64)
+    write_fastmri(tmp_path / "f.h5", kspace)
+    assert main(["reconstruct", str(tmp_path / "f.h5"), "--out", str(tmp_path / "o.mrd.h5"), "--model", "demo-x8"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "MRD images are written from MRD raw input only" in err
+    assert not (tmp_path / "o.mrd.h5").exists()
