@@ -147,6 +147,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         mask_type=args.mask_type,
         key=args.key,
         overwrite=args.overwrite,
+        crop=not args.no_crop,
+        num_low_frequencies=args.num_low_frequencies,
+        coil_compress=args.coil_compress,
     )
     print(f"wrote {out}")
     return 0
@@ -234,6 +237,32 @@ def _add_mask_args(parser: argparse.ArgumentParser, accel_required: bool) -> Non
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _add_fidelity_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-crop", action="store_true",
+        help="fastMRI files: keep the full (H, W) image instead of cropping to the header's reconSpace matrix",
+    )  # fmt: skip
+    parser.add_argument(
+        "--num-low-frequencies", "--acs-lines", type=_positive_int, default=None, metavar="N",
+        help="number of ACS (autocalibration) lines for the coil maps; default: the mask function's count with "
+        "--accel, else the centred fully sampled block of the mask",
+    )  # fmt: skip
+    parser.add_argument(
+        "--coil-compress", action="store_true",
+        help="compress data with more coils than the model accepts to its coil count (SVD), instead of refusing it",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastrecon", description="Fast accelerated multicoil MRI reconstruction."
@@ -281,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--key", default=None, help="CMRxRecon variable (default: first k-space key found)")
     _add_model_args(rec)
     _add_mask_args(rec, accel_required=False)
+    _add_fidelity_args(rec)
     rec.set_defaults(func=_cmd_reconstruct)
 
     ev = sub.add_parser("evaluate", help="SSIM/PSNR/NMSE of a model and of zero-filled input on a folder")
