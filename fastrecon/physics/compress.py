@@ -59,7 +59,7 @@ def compression_matrix(
         flat = _masked(kspace, mask, n).reshape(coils, -1).to(torch.complex128) * scale
         cov += flat @ flat.mH
     _, vectors = torch.linalg.eigh(cov)  # ascending eigenvalues
-    return vectors[:, -num_virtual:].flip(-1).mH.contiguous()
+    return vectors[:, -num_virtual:].flip(-1).mH.resolve_conj().contiguous()
 
 
 def apply_compression(
