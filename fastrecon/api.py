@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import numbers
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,51 @@ class Reconstructor:
         if single:
             result = result[0]
         return from_torch(result, origin)
+
+    def stream(
+        self,
+        items: Iterable[Any],
+        *,
+        batch_size: int | None = None,
+        return_complex: bool = False,
+        num_low_frequencies: int | None = None,
+        coil_compress: bool = False,
+    ) -> Iterator[Any]:
+        """Reconstruct slices or frames as they come; yields their images in order, lazily.
+
+        Args:
+            items: any iterable (a generator reading a scanner or a file). Each item is one slice or frame:
+                k-space ``(C, H, W)`` (its mask inferred from its zero pattern), a ``(kspace, mask)`` pair, or
+                a mapping ``{"kspace": ..., "mask": ... (optional), "key": ... (optional)}``; arrays as for
+                :meth:`reconstruct`. Shapes may change from item to item.
+            batch_size: the most items per forward pass (default: the loader's ``batch_size``, else 16).
+                After waiting for one item the stream takes only the items already waiting (read ahead by
+                a background thread), so a slow source gets each image as soon as its item arrived and a
+                fast one gets full batches; consecutive items of one shape, dtype and mask layout share a
+                batch. At most ``batch_size + 1`` items are read ahead of the images handed out.
+            return_complex, num_low_frequencies: as for :meth:`reconstruct`, for every item.
+            coil_compress: as for :meth:`reconstruct`, per item (each frame its own virtual coils).
+
+        Yields:
+            each item's image ``(H, W)`` as :meth:`reconstruct` returns it for that item alone (to fp32
+            rounding), in its array library; ``(key, image)`` for mapping items with a ``"key"``. An error
+            (bad item, or one raised by ``items``) is raised after the images of the items before it.
+        """
+        from fastrecon._stream import stream
+
+        if not isinstance(return_complex, bool):
+            raise InputTypeError(f"return_complex is {return_complex!r}; expected True or False.")
+        if not isinstance(coil_compress, bool):
+            raise InputTypeError(f"coil_compress is {coil_compress!r}; expected True or False.")
+        batch = _check_batch(batch_size) or self.batch_size or _MAX_BATCH
+        return stream(
+            self,
+            items,
+            batch_size=batch,
+            return_complex=return_complex,
+            num_low_frequencies=num_low_frequencies,
+            coil_compress=coil_compress,
+        )
 
     def _fit_coils(self, kspace: torch.Tensor, mask: torch.Tensor | None, compress: bool) -> torch.Tensor:
         """``kspace`` ``(N, C, H, W)`` checked against the model's coil range; more coils than it accepts
