@@ -30,6 +30,23 @@ def _masked(kspace: torch.Tensor, mask: torch.Tensor | None, index: int) -> torc
     return torch.where(keep, samples, torch.zeros((), dtype=samples.dtype, device=samples.device))
 
 
+def _samples(kspace: torch.Tensor, mask: torch.Tensor | None, index: int) -> torch.Tensor:
+    """The measured samples of slice ``index`` as ``(C, P)``: the points inside ``mask`` (or, without a
+    mask, the points where any coil is non-zero); unmeasured zeros add nothing to the covariance."""
+    coils = kspace.shape[1]
+    flat = kspace[index].reshape(coils, -1)
+    if mask is None:
+        keep = (flat != 0).any(dim=0)
+    else:
+        full = broadcast_mask(mask.to(kspace.device), kspace.shape)
+        keep = full[index if full.shape[0] > 1 else 0].expand(1, *kspace.shape[-2:]).reshape(-1)
+    return flat[:, keep]
+
+
+def _peak(samples: torch.Tensor) -> float:
+    return float(samples.abs().amax()) if samples.numel() else 0.0
+
+
 def compression_matrix(
     kspace: torch.Tensor, num_virtual: int, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -50,13 +67,16 @@ def compression_matrix(
     num, coils = int(kspace.shape[0]), int(kspace.shape[1])
     if isinstance(num_virtual, bool) or not isinstance(num_virtual, int) or not 1 <= num_virtual <= coils:
         raise InputError(f"num_virtual is {num_virtual!r}; expected a whole number of coils in 1..{coils}.")
-    # One global scale (any positive number keeps the eigenvectors): no overflow for huge inputs, and
-    # every sample keeps its weight, so strong slices count more than weak ones, as in one big SVD.
-    peak = max((float(_masked(kspace, mask, n).abs().amax()) for n in range(num)), default=0.0)
-    scale = 1.0 / peak if peak > 0 else 1.0
+    # Every sample keeps its weight (strong slices count more than weak ones, as in one big SVD). complex64
+    # values squared cannot overflow float64; complex128 ones can, so they get one global scale first (any
+    # positive number keeps the eigenvectors).
+    scale = 1.0
+    if kspace.dtype == torch.complex128:
+        peak = max((_peak(_samples(kspace, mask, n)) for n in range(num)), default=0.0)
+        scale = 1.0 / peak if peak > 0 else 1.0
     cov = torch.zeros(coils, coils, dtype=torch.complex128, device=kspace.device)
     for n in range(num):
-        flat = _masked(kspace, mask, n).reshape(coils, -1).to(torch.complex128) * scale
+        flat = _samples(kspace, mask, n).to(torch.complex128) * scale
         cov += flat @ flat.mH
     _, vectors = torch.linalg.eigh(cov)  # ascending eigenvalues
     return vectors[:, -num_virtual:].flip(-1).mH.resolve_conj().contiguous()
