@@ -211,3 +211,17 @@ def test_num_low_frequencies_checked(recon: fastrecon.Reconstructor) -> None:
         rtol=0,
         atol=0,
     )
+
+
+def test_cli_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fastrecon.cli import main
+
+    source = _write_padded(tmp_path / "vol.h5", _padded_volume(seed=9))
+    args = ["reconstruct", str(source), "--model", "demo-x8", "--device", "cpu", "--accel", "4"]
+    assert main([*args, "--out", str(tmp_path / "a.h5"), "--no-crop", "--num-low-frequencies", "6"]) == 0
+    image, attrs = _read(tmp_path / "a.h5")
+    assert image.shape == (SLICES, H, W) and attrs["num_low_frequencies"] == 6
+    assert main([*args, "--out", str(tmp_path / "b.h5"), "--acs-lines", "12"]) == 2  # more than the mask's 6
+    assert "column 34 is not fully sampled" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "c.h5"), "--num-low-frequencies", "0"])
