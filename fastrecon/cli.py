@@ -169,6 +169,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         limit_files=args.limit_files,
         cmrx_ranking=args.cmrx_ranking,
         all_frames=args.all_frames,
+        coil_compress=args.coil_compress,
     )
     print(report.table())
     csv_path, json_path = report.write(args.out)
@@ -331,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(ev)
     _add_mask_args(ev, accel_required=True)
+    ev.add_argument(
+        "--coil-compress", action="store_true",
+        help="compress volumes with more coils than the model accepts to its coil count (SVD)",
+    )  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
 
     _add_bench_parser(sub)

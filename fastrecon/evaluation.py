@@ -143,6 +143,7 @@ def evaluate_folder(
     cmrx_ranking: bool = False,
     all_frames: bool = False,
     show_progress: bool = True,
+    coil_compress: bool = False,
 ) -> EvaluationReport:
     """Score ``recon`` (a :class:`fastrecon.Reconstructor`) and zero-filled input on every file under ``data``.
 
@@ -154,7 +155,8 @@ def evaluate_folder(
     when the file has none. The model gets the mask function's ACS count (``num_low_frequencies``).
     With ``cmrx_ranking`` (CMRxRecon protocols), only what the challenge ranks is scored: the central two
     slices, the first three frames (every frame with ``all_frames``, for mapping) and the ranking crop
-    (:func:`fastrecon.metrics.cmrx_run4ranking`).
+    (:func:`fastrecon.metrics.cmrx_run4ranking`). ``coil_compress``: volumes with more coils than the model
+    accepts are compressed to its coil count (the zero-filled row keeps every coil).
     """
     from tqdm import tqdm
 
@@ -170,6 +172,7 @@ def evaluate_folder(
         "mask_type": mask_type,
         "cmrx_ranking": cmrx_ranking,
         "all_frames": all_frames,
+        "coil_compress": coil_compress,
         "weights": str(getattr(recon, "weights_path", None)),
         "backend": getattr(recon, "backend", "eager"),
         "device": str(getattr(recon, "device", "cpu")),
@@ -194,7 +197,7 @@ def evaluate_folder(
             "zero-filled": rss(ifft2c(kspace), dim=1),
             # The mask function's ACS count, as fastMRI's VarNet validation passes it to the model.
             recon.config.name: recon.reconstruct(
-                kspace, mask, num_low_frequencies=slices[0].num_low_frequencies
+                kspace, mask, num_low_frequencies=slices[0].num_low_frequencies, coil_compress=coil_compress
             ),
         }
         if cmrx_ranking and resolved != "fastmri":

@@ -139,3 +139,23 @@ def test_cli_coil_compress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "--coil-compress" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "b.h5"), "--coil-compress"]) == 0
     assert (tmp_path / "b.h5").is_file()
+
+
+def test_evaluate_cli_coil_compress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sim = simulate_image(shepp_logan_image((32, 32)), num_coils=40, snr_db=40.0, seed=2)
+    write_fastmri(tmp_path / "data" / "many.h5", sim.kspace, target=sim.target)
+    args = [
+        "evaluate",
+        "--model",
+        "demo-x8",
+        "--device",
+        "cpu",
+        "--data",
+        str(tmp_path / "data"),
+        "--accel",
+        "4",
+    ]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert "--coil-compress" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b"), "--coil-compress"]) == 0
+    assert (tmp_path / "b.json").is_file()
