@@ -72,7 +72,7 @@ class _Reader:
     def __init__(self, items: Iterable[Any], size: int) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=size)
         self._stop = threading.Event()
-        self._iterator = iter(items)  # here, so a non-iterable fails in the caller's thread
+        self._iterator = iter(items)
         self._thread = threading.Thread(target=self._run, name="fastrecon-stream-reader", daemon=True)
         self._thread.start()
 

@@ -194,9 +194,16 @@ class Reconstructor:
         if not isinstance(coil_compress, bool):
             raise InputTypeError(f"coil_compress is {coil_compress!r}; expected True or False.")
         batch = _check_batch(batch_size) or self.batch_size or _MAX_BATCH
+        try:
+            iterator = iter(items)
+        except TypeError:
+            raise InputTypeError(
+                f"items is a {type(items).__name__}, not an iterable; expected an iterable of slices or frames "
+                "(a list or a generator of (C, H, W) k-space, (kspace, mask) pairs or mappings)."
+            ) from None
         return stream(
             self,
-            items,
+            iterator,
             batch_size=batch,
             return_complex=return_complex,
             num_low_frequencies=num_low_frequencies,

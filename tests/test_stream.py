@@ -162,3 +162,5 @@ def test_errors_come_after_the_images_before_them(demo: fastrecon.Reconstructor)
     with pytest.raises(InputError, match="batch_size"):
         demo.stream([], batch_size=0)
     assert list(demo.stream([])) == []
+    with pytest.raises(fastrecon.errors.InputTypeError, match="not an iterable"):
+        demo.stream(42)  # type: ignore[arg-type]
