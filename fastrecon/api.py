@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import numbers
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,14 @@ class Reconstructor:
         return dataclasses.replace(self, model=model, runner=runner, backend=backend, precision=precision)
 
     def reconstruct(
-        self, kspace: Any, mask: Any = None, *, return_complex: bool = False, batch_size: int | None = None
+        self,
+        kspace: Any,
+        mask: Any = None,
+        *,
+        return_complex: bool = False,
+        batch_size: int | None = None,
+        num_low_frequencies: int | None = None,
+        coil_compress: bool = False,
     ) -> Any:
         """Reconstruct undersampled multicoil k-space.
 
@@ -78,6 +86,15 @@ class Reconstructor:
                 ``kspace``, slice by slice.
             return_complex: return the coil-combined complex image instead of the RSS magnitude.
             batch_size: slices per forward pass (default: chosen from the input size).
+            num_low_frequencies: the number of autocalibration (ACS) lines, the centred block of
+                columns from ``(W - n + 1) // 2`` that feeds the coil-sensitivity network, as fastMRI's
+                ``VarNet(masked_kspace, mask, num_low_frequencies)`` takes it (its training and validation
+                pass the mask function's count, e.g. ``SampledMask.num_low_frequencies``). None (default)
+                finds the block in the mask (fastMRI's rule without a count). Every column of the block must
+                be sampled.
+            coil_compress: when k-space has more coils than the model accepts (``config.contract.max_coils``),
+                compress it to that many virtual coils (SVD over all measured samples of this call,
+                :mod:`fastrecon.physics.compress`) instead of refusing it. No effect on data that fits.
 
         Returns:
             ``(H, W)`` or ``(N, H, W)``: the RSS magnitude (the coil-combined complex image with
@@ -103,12 +120,12 @@ class Reconstructor:
             raise InputError(
                 f"k-space shape (N, C, H, W) = {tuple(tensor.shape)} has an empty dimension; expected at least one coil and a non-empty matrix."
             )
-        contract = self.config.contract
-        if not contract.min_coils <= coils <= contract.max_coils:
-            raise InputError(
-                f"k-space has {coils} coils; {self.config.name} accepts {contract.min_coils}..{contract.max_coils}."
-            )
+        if not isinstance(coil_compress, bool):
+            raise InputTypeError(f"coil_compress is {coil_compress!r}; expected True or False.")
         mask_t = None if mask is None else self._mask_tensor(mask, tensor.shape)
+        tensor = self._fit_coils(tensor, mask_t, coil_compress)
+        coils = int(tensor.shape[1])
+        contract = self.config.contract
         batch = _check_batch(batch_size if batch_size is not None else self.batch_size)
         if batch is None:
             batch = self._default_batch(coils * height * width * 8)
@@ -126,6 +143,7 @@ class Reconstructor:
                     chunk_mask,
                     min_acs_lines=contract.min_acs_lines,
                     device=self.device,
+                    num_low_frequencies=num_low_frequencies,
                 )
                 run = prepared.padded(batch) if self.runner.static_batch else prepared
                 image = prepared.unscale(self.runner(run, output)[: prepared.batch])
@@ -139,6 +157,87 @@ class Reconstructor:
         if single:
             result = result[0]
         return from_torch(result, origin)
+
+    def stream(
+        self,
+        items: Iterable[Any],
+        *,
+        batch_size: int | None = None,
+        return_complex: bool = False,
+        num_low_frequencies: int | None = None,
+        coil_compress: bool = False,
+    ) -> Iterator[Any]:
+        """Reconstruct slices or frames as they come; yields their images in order, lazily.
+
+        Args:
+            items: any iterable (a generator reading a scanner or a file). Each item is one slice or frame:
+                k-space ``(C, H, W)`` (its mask inferred from its zero pattern), a ``(kspace, mask)`` pair, or
+                a mapping ``{"kspace": ..., "mask": ... (optional), "key": ... (optional)}``; arrays as for
+                :meth:`reconstruct`. Shapes may change from item to item.
+            batch_size: the most items per forward pass (default: the loader's ``batch_size``, else 16).
+                After waiting for one item the stream takes only the items already waiting (read ahead by
+                a background thread), so a slow source gets each image as soon as its item arrived and a
+                fast one gets full batches; consecutive items of one shape, dtype and mask layout share a
+                batch. At most ``batch_size + 1`` items are read ahead of the images handed out.
+            return_complex, num_low_frequencies: as for :meth:`reconstruct`, for every item.
+            coil_compress: as for :meth:`reconstruct`, per item (each frame its own virtual coils).
+
+        Yields:
+            each item's image ``(H, W)`` as :meth:`reconstruct` returns it for that item alone (to fp32
+            rounding), in its array library; ``(key, image)`` for mapping items with a ``"key"``. An error
+            (bad item, or one raised by ``items``) is raised after the images of the items before it.
+        """
+        from fastrecon._stream import stream
+
+        if not isinstance(return_complex, bool):
+            raise InputTypeError(f"return_complex is {return_complex!r}; expected True or False.")
+        if not isinstance(coil_compress, bool):
+            raise InputTypeError(f"coil_compress is {coil_compress!r}; expected True or False.")
+        batch = _check_batch(batch_size) or self.batch_size or _MAX_BATCH
+        try:
+            iterator = iter(items)
+        except TypeError:
+            raise InputTypeError(
+                f"items is a {type(items).__name__}, not an iterable; expected an iterable of slices or frames "
+                "(a list or a generator of (C, H, W) k-space, (kspace, mask) pairs or mappings)."
+            ) from None
+        return stream(
+            self,
+            iterator,
+            batch_size=batch,
+            return_complex=return_complex,
+            num_low_frequencies=num_low_frequencies,
+            coil_compress=coil_compress,
+        )
+
+    def _fit_coils(self, kspace: torch.Tensor, mask: torch.Tensor | None, compress: bool) -> torch.Tensor:
+        """``kspace`` ``(N, C, H, W)`` checked against the model's coil range; more coils than it accepts
+        are compressed to ``max_coils`` virtual coils when ``compress``, else refused with that advice."""
+        contract = self.config.contract
+        coils = int(kspace.shape[1])
+        if coils < contract.min_coils:
+            raise InputError(
+                f"k-space has {coils} coils; {self.config.name} accepts {contract.min_coils}..{contract.max_coils}."
+            )
+        if coils <= contract.max_coils:
+            return kspace
+        if not compress:
+            raise InputError(
+                f"k-space has {coils} coils; {self.config.name} accepts {contract.min_coils}..{contract.max_coils}. "
+                f"Compress the data to {contract.max_coils} virtual coils with coil_compress=True "
+                "(command line: --coil-compress)."
+            )
+        from fastrecon._arrays import check_finite
+        from fastrecon.physics.compress import coil_compress
+
+        if mask is None:
+            check_finite(kspace, "k-space")
+        else:
+            check_finite(
+                torch.where(broadcast_mask(mask.to(kspace.device), kspace.shape), kspace, 0),
+                "k-space (inside the mask)",
+            )
+        return coil_compress(kspace, contract.max_coils, mask)
 
     def _mask_tensor(self, mask: Any, shape: torch.Size) -> torch.Tensor:
         """A user's mask as a bool tensor (on its own device), checked against k-space ``shape``."""

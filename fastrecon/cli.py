@@ -157,6 +157,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         key=args.key,
         overwrite=args.overwrite,
         format=fmt,
+        crop=not args.no_crop,
+        num_low_frequencies=args.num_low_frequencies,
+        coil_compress=args.coil_compress,
     )
     print(f"wrote {out}")
     return 0
@@ -178,6 +181,9 @@ def _cmd_reconstruct_folder(args: argparse.Namespace) -> int:
         center_fraction=args.center_fraction,
         mask_type=args.mask_type,
         key=args.key,
+        crop=not args.no_crop,
+        num_low_frequencies=args.num_low_frequencies,
+        coil_compress=args.coil_compress,
     )
     return 1 if report["failed"] else 0
 
@@ -196,6 +202,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         limit_files=args.limit_files,
         cmrx_ranking=args.cmrx_ranking,
         all_frames=args.all_frames,
+        coil_compress=args.coil_compress,
     )
     print(report.table())
     csv_path, json_path = report.write(args.out)
@@ -351,6 +358,32 @@ def _add_mask_args(parser: argparse.ArgumentParser, accel_required: bool) -> Non
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _add_fidelity_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-crop", action="store_true",
+        help="fastMRI files: keep the full (H, W) image instead of cropping to the header's reconSpace matrix",
+    )  # fmt: skip
+    parser.add_argument(
+        "--num-low-frequencies", "--acs-lines", type=_positive_int, default=None, metavar="N",
+        help="number of ACS (autocalibration) lines for the coil maps; default: the mask function's count with "
+        "--accel, else the centred fully sampled block of the mask",
+    )  # fmt: skip
+    parser.add_argument(
+        "--coil-compress", action="store_true",
+        help="compress data with more coils than the model accepts to its coil count (SVD), instead of refusing it",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastrecon", description="Fast accelerated multicoil MRI reconstruction."
@@ -416,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--key", default=None, help="CMRxRecon variable (default: first k-space key found)")
     _add_model_args(rec)
     _add_mask_args(rec, accel_required=False)
+    _add_fidelity_args(rec)
     rec.set_defaults(func=_cmd_reconstruct)
 
     ev = sub.add_parser("evaluate", help="SSIM/PSNR/NMSE of a model and of zero-filled input on a folder")
@@ -436,6 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(ev)
     _add_mask_args(ev, accel_required=True)
+    ev.add_argument(
+        "--coil-compress", action="store_true",
+        help="compress volumes with more coils than the model accepts to its coil count (SVD)",
+    )  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
 
     _add_bench_parser(sub)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,6 +97,19 @@ def _fastmri_crop(dataset: SliceDataset, name: str, size: torch.Size) -> tuple[i
     return None if (side, side) == tuple(size) else (side, side)
 
 
+def _fastmri_max(dataset: SliceDataset, name: str) -> float | None:
+    """The data range fastMRI scores a volume with: its file's ``max`` attribute (``VarNetDataTransform``
+    passes ``attrs["max"]`` to validation's SSIM and PSNR); None when the file has none (then the target
+    volume's maximum, as ``evaluate.py``) or is not a fastMRI file."""
+    entry = next(e for e in dataset.entries if e.name == name)
+    if entry.kind != "fastmri":
+        return None
+    value = inspect_fastmri(entry.path).attrs.get("max")
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
+
+
 def _frames_and_slices(dataset: SliceDataset, name: str, count: int) -> tuple[int, int]:
     """``(T, Z)`` of a file's ``count`` items: a CMRxRecon file's own frames and slices (items are
     frame-major, ``n = t * Z + z``); a fastMRI volume is one frame of ``count`` slices."""
@@ -129,16 +143,20 @@ def evaluate_folder(
     cmrx_ranking: bool = False,
     all_frames: bool = False,
     show_progress: bool = True,
+    coil_compress: bool = False,
 ) -> EvaluationReport:
     """Score ``recon`` (a :class:`fastrecon.Reconstructor`) and zero-filled input on every file under ``data``.
 
     Fully sampled files are undersampled with ``mask_type`` (seeded per file, as fastMRI does);
     already-undersampled files keep their sampling but have no reference to score against. Under the
     ``fastmri`` protocol, target and images are centre-cropped as fastMRI scores them: to the header's
-    reconstruction matrix, then square (``evaluate.py``), so the data range is the cropped volume's max.
+    reconstruction matrix, then square (``evaluate.py``); the data range of SSIM and PSNR is the file's ``max``
+    attribute (the volume's maximum, as fastMRI's validation uses it), or the cropped target volume's maximum
+    when the file has none. The model gets the mask function's ACS count (``num_low_frequencies``).
     With ``cmrx_ranking`` (CMRxRecon protocols), only what the challenge ranks is scored: the central two
     slices, the first three frames (every frame with ``all_frames``, for mapping) and the ranking crop
-    (:func:`fastrecon.metrics.cmrx_run4ranking`).
+    (:func:`fastrecon.metrics.cmrx_run4ranking`). ``coil_compress``: volumes with more coils than the model
+    accepts are compressed to its coil count (the zero-filled row keeps every coil).
     """
     from tqdm import tqdm
 
@@ -154,6 +172,7 @@ def evaluate_folder(
         "mask_type": mask_type,
         "cmrx_ranking": cmrx_ranking,
         "all_frames": all_frames,
+        "coil_compress": coil_compress,
         "weights": str(getattr(recon, "weights_path", None)),
         "backend": getattr(recon, "backend", "eager"),
         "device": str(getattr(recon, "device", "cpu")),
@@ -176,7 +195,10 @@ def evaluate_folder(
         target = torch.stack([s.target for s in slices])
         images = {
             "zero-filled": rss(ifft2c(kspace), dim=1),
-            recon.config.name: recon.reconstruct(kspace, mask),
+            # The mask function's ACS count, as fastMRI's VarNet validation passes it to the model.
+            recon.config.name: recon.reconstruct(
+                kspace, mask, num_low_frequencies=slices[0].num_low_frequencies, coil_compress=coil_compress
+            ),
         }
         if cmrx_ranking and resolved != "fastmri":
             frames, slices_ = _frames_and_slices(dataset, name, target.shape[0])
@@ -190,12 +212,13 @@ def evaluate_folder(
                 for method, image in images.items()
             }
         crop = _fastmri_crop(dataset, name, target.shape[-2:]) if resolved == "fastmri" else None
+        maxval = _fastmri_max(dataset, name) if resolved == "fastmri" else None
         if crop is not None:
             target = center_crop(target, crop)
         for method, image in images.items():
             if crop is not None:
                 image = center_crop(image, crop)
-            result = evaluate(target, image, resolved)
+            result = evaluate(target, image, resolved, maxval=maxval)
             per_method[method].append(result)
             report.rows.append(VolumeRow(name, method, result.ssim, result.psnr, result.nmse, result.count))
     if not report.rows:

@@ -239,18 +239,29 @@ def center_crop(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return image[..., top : top + height, left : left + width]
 
 
-def evaluate_fastmri(gt: ArrayLike, pred: ArrayLike, *, crop: bool = False) -> MetricResult:
+def evaluate_fastmri(
+    gt: ArrayLike, pred: ArrayLike, *, crop: bool = False, maxval: float | None = None
+) -> MetricResult:
     """fastMRI metrics of one volume ``(N, H, W)``.
 
     ``crop=True`` first centre-crops both to ``(W_gt, W_gt)`` as fastMRI's ``evaluate.py`` does
     before scoring (identical for its square 320x320 targets); the default scores the images as given.
+    ``maxval``: the data range of SSIM and PSNR; fastMRI's training and validation pass the volume's
+    ``max`` attribute (``attrs["max"]`` of its file); None uses the ground-truth volume's maximum
+    (``evaluate.py``).
     """
     g, p = _to_float64(gt, "gt"), _to_float64(pred, "pred")
+    if maxval is not None and not (math.isfinite(float(maxval)) and float(maxval) > 0):
+        raise InputError(f"maxval is {maxval!r}; expected a positive finite data range (the volume's max).")
     if crop:
         side = g.shape[-1]
         g, p = center_crop(g, (side, side)), center_crop(p, (side, side))
     return MetricResult(
-        "fastmri", ssim=fastmri_ssim(g, p), psnr=fastmri_psnr(g, p), nmse=fastmri_nmse(g, p), count=1
+        "fastmri",
+        ssim=fastmri_ssim(g, p, maxval),
+        psnr=fastmri_psnr(g, p, maxval),
+        nmse=fastmri_nmse(g, p),
+        count=1,
     )
 
 
@@ -412,11 +423,20 @@ def evaluate_cmrx(
     )
 
 
-def evaluate(gt: ArrayLike, pred: ArrayLike, protocol: Protocol) -> MetricResult:
-    """Dispatch by protocol name: ``"fastmri"``, ``"cmrxrecon-2023"``, ``"cmrxrecon-2024"``, ``"cmrxrecon-2025"``."""
+def evaluate(
+    gt: ArrayLike, pred: ArrayLike, protocol: Protocol, *, maxval: float | None = None
+) -> MetricResult:
+    """Dispatch by protocol name: ``"fastmri"``, ``"cmrxrecon-2023"``, ``"cmrxrecon-2024"``, ``"cmrxrecon-2025"``.
+
+    ``maxval`` (fastMRI only): the volume's data range, see :func:`evaluate_fastmri`.
+    """
     if protocol == "fastmri":
-        return evaluate_fastmri(gt, pred)
+        return evaluate_fastmri(gt, pred, maxval=maxval)
     years = {"cmrxrecon-2023": 2023, "cmrxrecon-2024": 2024, "cmrxrecon-2025": 2025}
+    if protocol in years and maxval is not None:
+        raise InputError(
+            f"maxval={maxval!r} was given for {protocol}; the CMRxRecon protocols normalise each image on its own."
+        )
     if protocol in years:
         return evaluate_cmrx(gt, pred, year=years[protocol])
     raise InputError(f"unknown metric protocol {protocol!r}; choose 'fastmri' or one of {list(years)}.")

@@ -16,7 +16,7 @@ import torch
 
 from fastrecon._arrays import check_finite
 from fastrecon.errors import InputError
-from fastrecon.physics import acs_masks, broadcast_mask, infer_mask
+from fastrecon.physics import acs_count_masks, acs_masks, broadcast_mask, infer_mask
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,12 @@ def _slice_scale(kspace: torch.Tensor) -> torch.Tensor:
 
 
 def prepare(
-    kspace: torch.Tensor, mask: torch.Tensor | None, *, min_acs_lines: int, device: torch.device
+    kspace: torch.Tensor,
+    mask: torch.Tensor | None,
+    *,
+    min_acs_lines: int,
+    device: torch.device,
+    num_low_frequencies: int | None = None,
 ) -> PreparedInput:
     """Validate and prepare one chunk.
 
@@ -93,6 +98,8 @@ def prepare(
             ``(B or 1, 1, 1 or H, W)``); ``None`` infers it from the zero pattern, slice by slice.
         min_acs_lines: the model's fewest accepted ACS lines.
         device: the model's device.
+        num_low_frequencies: the number of ACS lines when the caller knows it (fastMRI passes the mask
+            function's count); None finds the centred block in the mask (fastMRI's rule without it).
     """
     dtype = kspace.dtype
     kspace = kspace.to(device)
@@ -107,7 +114,10 @@ def prepare(
     if not bool(kspace.ne(0).any()):
         raise InputError("k-space is all zeros (after masking); there is nothing to reconstruct.")
     mask_b = broadcast_mask(mask_t, kspace.shape)
-    acs = acs_masks(mask_t, min_lines=min_acs_lines)[:, None, None, :]
+    if num_low_frequencies is None:
+        acs = acs_masks(mask_t, min_lines=min_acs_lines)[:, None, None, :]
+    else:
+        acs = acs_count_masks(mask_t, num_low_frequencies, min_lines=min_acs_lines)[:, None, None, :]
     scale = _slice_scale(kspace)
     if kspace.dtype == torch.complex64 and not bool(((scale >= 2.0**-126) & (scale <= 2.0**126)).all()):
         kspace = kspace.to(torch.complex128)  # a scale outside float32's normal range: multiply in float64

@@ -51,6 +51,8 @@ def reconstruct_mrd_file(
     mask_type: str = "equispaced_fraction",
     overwrite: bool = False,
     format: str | None = None,
+    num_low_frequencies: int | None = None,
+    coil_compress: bool = False,
 ) -> Path:
     """Reconstruct every slice of an MRD raw file.
 
@@ -59,6 +61,7 @@ def reconstruct_mrd_file(
     (default from ``out``: ``.mrd`` / ``.mrd.h5`` -> ``mrd``) ``mrd`` gets MRD magnitude images (float32,
     cropped to ``reconSpace``, with the acquisitions' geometry and indices); ``nifti`` and ``dicom`` the
     same crop and geometry; ``h5`` a fastMRI-style ``reconstruction (N, H, W)`` of the full matrix.
+    ``num_low_frequencies`` (ACS lines) and ``coil_compress`` are passed to ``recon.reconstruct``.
     """
     path = Path(path)
     fmt = output_format(out, format)
@@ -70,7 +73,9 @@ def reconstruct_mrd_file(
         func = create_mask_for_mask_type(mask_type, [center_fraction], [acceleration])
         drawn = func(kspace.shape[-1], seed=seed_from_name(path.name)).reshape(1, 1, 1, -1).to(torch.bool)
         mask = mask & drawn
-    image = recon.reconstruct(kspace, mask)
+    image = recon.reconstruct(
+        kspace, mask, num_low_frequencies=num_low_frequencies, coil_compress=coil_compress
+    )
     check_images_output(out, fmt, inputs=[path], overwrite=overwrite)
     if fmt == "mrd":
         meta = {

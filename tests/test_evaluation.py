@@ -225,3 +225,30 @@ def test_cmrx_ranking_subset_on_a_cine_file(
     expected = evaluate_cmrx(cmrx_run4ranking(target), cmrx_run4ranking(zero_filled), year=2023)
     assert float(zf["ssim"]) == pytest.approx(expected.ssim, abs=1e-6)
     assert float(zf["psnr"]) == pytest.approx(expected.psnr, abs=1e-4)
+
+
+def test_fastmri_data_range_is_the_volume_max_attribute(name: str, tmp_path: Path) -> None:
+    """fastMRI scores a volume with data range ``attrs['max']`` (its validation passes it), not the maximum
+    of the evaluated slices; files without the attribute fall back to the target volume's maximum."""
+    from fastrecon.evaluation import evaluate_folder
+
+    sim = simulate_cine((32, 32), frames=2, num_coils=4, seed=5)
+    peak = float(sim.target.max())
+    write_fastmri(tmp_path / "with" / "vol.h5", sim.kspace, target=sim.target, attrs={"max": 1.5 * peak})
+    write_fastmri(tmp_path / "without" / "vol.h5", sim.kspace)  # no target, no 'max': RSS of the k-space
+    mask = EquispacedMaskFractionFunc([0.125], [4])(32, seed=seed_from_name("vol.h5"))
+    zero_filled = rss(ifft2c(sim.kspace * mask), dim=1)
+    recon = fastrecon.load(name, weights=None, device="cpu")
+    for folder, maxval in (("with", 1.5 * peak), ("without", None)):
+        report = evaluate_folder(
+            recon, tmp_path / folder, acceleration=4, center_fraction=0.125, show_progress=False
+        )
+        zf = report.means["zero-filled"]
+        expected = evaluate_fastmri(sim.target, zero_filled, maxval=maxval)
+        assert zf.ssim == pytest.approx(expected.ssim, abs=1e-6) and zf.psnr == pytest.approx(
+            expected.psnr, abs=1e-4
+        )
+    by_volume_max = evaluate_fastmri(sim.target, zero_filled)
+    with_attr = evaluate_fastmri(sim.target, zero_filled, maxval=1.5 * peak)
+    assert with_attr.psnr - by_volume_max.psnr == pytest.approx(20 * np.log10(1.5), abs=1e-6)
+    assert abs(with_attr.ssim - by_volume_max.ssim) > 1e-4  # so the test can tell which range was used

@@ -361,3 +361,20 @@ def test_bad_inputs_raise_input_error(call) -> None:
 def test_result_as_dict() -> None:
     result = MetricResult("fastmri", 0.9, 30.0, 0.01)
     assert result.as_dict() == {"protocol": "fastmri", "ssim": 0.9, "psnr": 30.0, "nmse": 0.01, "count": 1}
+
+
+def test_fastmri_maxval_is_the_data_range() -> None:
+    from fastrecon.metrics import evaluate, evaluate_fastmri, fastmri_psnr, fastmri_ssim
+
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 16, 16, generator=gen, dtype=torch.float64)
+    pred = gt + 0.05 * torch.randn(2, 16, 16, generator=gen, dtype=torch.float64)
+    result = evaluate_fastmri(gt, pred, maxval=3.0)
+    assert result.ssim == fastmri_ssim(gt, pred, 3.0) and result.psnr == fastmri_psnr(gt, pred, 3.0)
+    assert result.psnr != evaluate_fastmri(gt, pred).psnr
+    assert evaluate(gt, pred, "fastmri", maxval=3.0) == result
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="maxval"):
+            evaluate_fastmri(gt, pred, maxval=bad)
+    with pytest.raises(InputError, match="normalise each image"):
+        evaluate(gt, pred, "cmrxrecon-2023", maxval=3.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from fastrecon.errors import InputError
@@ -78,6 +80,42 @@ def _check_lines(row: torch.Tensor, min_lines: int, slice_index: int, slices: in
             f"{where}; at least {min_lines} are needed to estimate coil sensitivities. Sample a fully-sampled centre block."
         )
     return start, stop
+
+
+def acs_count_masks(mask: torch.Tensor, num_low_frequencies: int, min_lines: int = 0) -> torch.Tensor:
+    """The ACS columns for a known count, ``(S, W)`` bool: fastMRI's ``get_pad_and_num_low_freqs`` when
+    ``num_low_frequencies`` is passed (as its VarNet training and validation do with the mask function's
+    count): ``num_low_frequencies`` columns from ``(W - n + 1) // 2``, the block the mask functions sample.
+
+    Refuses a count outside ``[max(min_lines, 1), W]`` and a block with a column that is not fully sampled in
+    every slice of ``mask`` (``S`` as in :func:`slice_columns`), so the coil maps never see unmeasured lines.
+    """
+    columns = slice_columns(mask, fully=True).cpu()
+    width = int(columns.shape[-1])
+    count = num_low_frequencies
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+        raise InputError(
+            f"num_low_frequencies is {count!r}; expected a whole number of ACS lines (or None to find them in the mask)."
+        )
+    count = int(count)
+    low = max(min_lines, 1)
+    if not low <= count <= width:
+        raise InputError(
+            f"num_low_frequencies is {count}; expected {low}..{width} ACS lines for W={width} phase-encode columns"
+            + (f" (this model needs at least {min_lines})." if min_lines > 1 else ".")
+        )
+    start = (width - count + 1) // 2
+    block = columns[:, start : start + count]
+    if not bool(block.all()):
+        slice_index, offset = (int(i[0]) for i in torch.nonzero(~block, as_tuple=True))
+        where = f" in slice {slice_index}" if columns.shape[0] > 1 else ""
+        raise InputError(
+            f"num_low_frequencies={count} asks for the ACS columns {start}..{start + count - 1}, but column "
+            f"{start + offset} is not fully sampled{where}; pass the mask's own count or None to find it."
+        )
+    out = torch.zeros_like(columns)
+    out[:, start : start + count] = True
+    return out.to(mask.device)
 
 
 def acs_bounds(mask: torch.Tensor, min_lines: int = 0) -> tuple[int, int]:

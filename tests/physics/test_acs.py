@@ -51,3 +51,19 @@ def test_infer_mask_1d_and_2d() -> None:
     inferred = infer_mask(k * pattern)
     assert inferred.shape == (6, 10)
     assert torch.equal(inferred, pattern)
+
+
+def test_acs_count_masks_is_fastmris_block_for_a_count() -> None:
+    from fastrecon.physics import acs_count_masks
+
+    mask = torch.zeros(368, dtype=torch.bool)
+    mask[::4] = True
+    mask[170:199] = True  # EquispacedMaskFractionFunc's 29 centre lines of a 368-wide knee at x4
+    block = acs_count_masks(mask, 29)
+    assert block.shape == (1, 368) and int(block.sum()) == 29 and bool(block[0, 170:199].all())
+    per_slice = torch.stack([mask, mask.roll(1)])[:, None, None, :]  # slice 1: the block moved by one
+    with pytest.raises(InputError, match="column 170 is not fully sampled in slice 1"):
+        acs_count_masks(per_slice, 29)
+    assert int(acs_count_masks(per_slice, 26).sum()) == 52  # columns 171..196, sampled in both
+    with pytest.raises(InputError, match="expected 4..368"):
+        acs_count_masks(mask, 3, min_lines=4)

@@ -113,3 +113,19 @@ def test_forced_forms_on_a_2d_mask_and_on_triton_are_refused() -> None:
         fastrecon.load("demo-x8", device="cpu", backend="triton", dc="hybrid")
     with pytest.raises(fastrecon.errors.UnknownNameError, match="Did you mean 'hybrid'"):
         fastrecon.load("demo-x8", device="cpu", dc="hybird")
+
+
+@pytest.mark.parametrize("dc", ["hybrid", "residual"])
+def test_column_forms_refuse_every_non_column_mask_through_the_api(dc: str) -> None:
+    """Given 2-D, per-slice 2-D and inferred (from a non-Cartesian zero pattern) masks, in reconstruct and
+    stream: a clear InputError, never a reconstruction with the wrong mask."""
+    recon = fastrecon.load("demo-x8", device="cpu", dc=dc)
+    k, _ = masked_kspace(num=2, coils=4, height=32, width=32, accel=4, acs=8)
+    mask2d = torch.ones(32, 32, dtype=torch.bool)
+    mask2d[::2, :10] = False
+    cases = [(k * mask2d, mask2d), (k * mask2d, mask2d.expand(2, 1, 32, 32)), (k * mask2d, None)]
+    for kspace, mask in cases:
+        with pytest.raises(InputError, match="whole phase-encode columns"):
+            recon.reconstruct(kspace, mask)
+    with pytest.raises(InputError, match="whole phase-encode columns"):
+        list(recon.stream([(k[0] * mask2d, mask2d)]))
