@@ -9,7 +9,6 @@ Real sizes (cine, knee, brain) and the model check at scale are ``@pytest.mark.g
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -463,13 +462,10 @@ class _ToyNet(UnrolledNet):
         self.cascades = nn.ModuleList([_ConvCascade() for _ in range(cascades)])
 
 
-def _psnr(test: torch.Tensor, reference: torch.Tensor) -> float:
-    mse = float((test.double() - reference.double()).pow(2).mean())
-    peak = float(reference.double().abs().max())
-    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
-
-
-def _model_parity(n: int, c: int, h: int, w: int, cascades: int, device: torch.device) -> float:
+def _model_parity(n: int, c: int, h: int, w: int, cascades: int, device: torch.device) -> None:
+    """The model with the fused DC vs a float64 run of the eager model, judged by the eager fp32
+    model's own error (the op tests' helper): a PSNR threshold would admit 1e-3 relative error
+    where fp32 against fp32 differs by about 1e-6."""
     model = _ToyNet(cascades).to(device)
     kspace = torch.randn(n, c, h, w, dtype=torch.complex64, device=device)
     mask = torch.rand(w, device=device) < 0.3
@@ -481,13 +477,15 @@ def _model_parity(n: int, c: int, h: int, w: int, cascades: int, device: torch.d
         fused = model(kspace0, mask)
         model.dc = KSPACE_2D
         eager = model(kspace0, mask)
+        oracle = model.double()(kspace0.to(torch.complex128), mask)
     _assert_ran(before, "expand", "dc", "reduce")
-    return _psnr(fused, eager)
+    assert oracle.dtype == torch.float64
+    assert_matches(fused, oracle, eager, name=f"model output {n}x{c}x{h}x{w}, {cascades} cascades")
 
 
 @needs_kernels
 def test_model_with_kernels_matches_eager_model() -> None:
-    assert _model_parity(2, 4, 12, 11, cascades=3, device=DEVICE) >= 60.0
+    _model_parity(2, 4, 12, 11, cascades=3, device=DEVICE)
 
 
 @needs_kernels
@@ -545,4 +543,4 @@ def test_real_sizes_on_gpu(size: str) -> None:
 @pytest.mark.gpu
 @needs_kernels
 def test_model_with_kernels_matches_eager_model_on_gpu() -> None:
-    assert _model_parity(1, 15, 640, 368, cascades=4, device=torch.device("cuda")) >= 60.0
+    _model_parity(1, 15, 640, 368, cascades=4, device=torch.device("cuda"))
