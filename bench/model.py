@@ -12,7 +12,8 @@ Per scenario, in one run and on the same random (seeded, never zero) masked k-sp
 - throughput at the batch: ``tput_*`` quantiles of ``reconstruct(kspace[:B], batch_size=B)``, slices/s
   from the median; peak memory of one steady-state call;
 - latency at batch 1: ``lat_b1_*`` p50/p90/p99 (>= 50 runs on GPU by default; fewer on CPU, the count
-  is in ``lat_b1_runs``);
+  is in ``lat_b1_runs``); for a batch-1 row the same timed runs give the throughput and the latency
+  (one compiled graph, one set of runs);
 - parity against eager fp32 on the same input through :func:`fastrecon.parity.compare`;
 - roofline: FLOPs per slice (``torch.utils.flop_counter``; encoder, decoders and sensitivity network,
   FFTs not counted) against a GEMM peak measured in the same run in the row's precision, the DC's
@@ -422,8 +423,13 @@ def measure(scenario: Scenario, group: _Group, settings: Settings) -> H.Row:
     result, out["first_call_s"] = H.time_once(call, device)
     parity = compare(result, group.expected(batch), precision=scenario.precision)
     out.update({f"parity_{k}": v for k, v in parity.as_row().items() if k != "precision"})
+    # At batch 1 one set of timed runs (the latency count) gives both the throughput and the latency.
     tput = H.time_fn(
-        call, device, warmup=max(settings.warmup - 1, 0), iters=tput_iters, max_seconds=settings.max_seconds
+        call,
+        device,
+        warmup=max(settings.warmup - 1, 0),
+        iters=lat_iters if batch == 1 else tput_iters,
+        max_seconds=settings.max_seconds,
     )
     out.update(tput.as_row("tput"))
     out["slices_per_s"] = batch / (tput.p50_ms * 1e-3)
@@ -433,7 +439,7 @@ def measure(scenario: Scenario, group: _Group, settings: Settings) -> H.Row:
         call()
     out["peak_mem_mb"], out["peak_mem_method"] = peak.mb, peak.method
     if batch == 1:
-        lat = H.time_fn(call, device, warmup=0, iters=lat_iters, max_seconds=settings.max_seconds)
+        lat = tput
         out["first_call_b1_s"] = out["first_call_s"]
     else:
         x1 = group.kspace[:1]

@@ -390,6 +390,11 @@ class OrtGraph:
         self.device = device
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if device.type == "cpu":
+            # As many threads as torch uses (torch.set_num_threads, `fastrecon bench --threads`): ONNX
+            # Runtime's own default (all cores, spin-waiting) was 4x slower than 1 thread on a busy 2-core machine.
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers_for(device))
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

@@ -60,6 +60,14 @@ def to_torch(value: Any, what: str) -> tuple[torch.Tensor, Origin]:
             raise InputTypeError(
                 f"{what} ({type(value).__name__}, dtype {getattr(value, 'dtype', '?')}) cannot cross to torch via DLPack: {exc}"
             ) from exc
+    if tensor.layout != torch.strided:
+        raise InputTypeError(
+            f"{what} is a {tensor.layout} tensor; expected a dense (strided) array: call .to_dense() first."
+        )
+    if tensor.is_meta:
+        raise InputError(
+            f"{what} is on the meta device (shape only, no data); expected an array holding values."
+        )
     return tensor, Origin(kind=kind, device=tensor.device)
 
 

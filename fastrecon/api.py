@@ -15,6 +15,7 @@ import torch
 
 from fastrecon import weights as _weights
 from fastrecon._arrays import as_complex_kspace, from_torch, to_torch
+from fastrecon._memory import default_batch, parse_memory
 from fastrecon.errors import (
     BackendUnavailableError,
     InputError,
@@ -29,9 +30,9 @@ from fastrecon.physics import broadcast_mask
 from fastrecon.prepare import prepare
 from fastrecon.registry import ModelConfig, get_config
 
-# Default slices per forward pass: bounded by the k-space bytes of one batch, so large inputs
-# (a whole cine stack) stream through in chunks instead of running out of memory.
-_BATCH_BYTES = 256 * 2**20
+# Default slices per forward pass: as many as the activation-memory budget holds (an estimate per
+# model and shape against the device's total memory or ``max_memory``; fastrecon._memory), at most
+# _MAX_BATCH, so large inputs (a whole cine stack) stream through in chunks instead of running out of memory.
 _MAX_BATCH = 16
 
 
@@ -47,6 +48,7 @@ class Reconstructor:
     precision: str = "fp32"
     weights_path: Path | None = None
     batch_size: int | None = None
+    max_memory: int | None = None
 
     def __call__(self, kspace: Any, mask: Any = None, **kwargs: Any) -> Any:
         return self.reconstruct(kspace, mask, **kwargs)
@@ -128,7 +130,7 @@ class Reconstructor:
         contract = self.config.contract
         batch = _check_batch(batch_size if batch_size is not None else self.batch_size)
         if batch is None:
-            batch = self._default_batch(coils * height * width * 8)
+            batch = self._default_batch(coils, height, width)
         batch = min(batch, num)
         per_slice_mask = mask_t is not None and mask_t.ndim == 4 and mask_t.shape[0] > 1
         output: Output = "complex" if return_complex else "rss"
@@ -260,9 +262,17 @@ class Reconstructor:
                 )
         return broadcast_mask(mask_t, shape).reshape(mask_t.shape)
 
-    @staticmethod
-    def _default_batch(bytes_per_slice: int) -> int:
-        return max(1, min(_MAX_BATCH, _BATCH_BYTES // max(bytes_per_slice, 1)))
+    def _default_batch(self, coils: int, height: int, width: int) -> int:
+        """Slices per forward pass for ``(coils, height, width)`` slices when no batch_size is given:
+        the activation estimate of this model and shape against ``max_memory`` or the device's
+        total memory (never momentary free memory, so the same shape always gets the same batch)."""
+        weights = 0
+        if self.device.type == "cuda" and self.max_memory is None:
+            weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return default_batch(
+            self.config, coils, height, width, self.device,
+            max_memory=self.max_memory, max_batch=_MAX_BATCH, weight_bytes=weights,
+        )  # fmt: skip
 
 
 def _check_batch(batch: object) -> int | None:
@@ -304,6 +314,7 @@ def load(
     encoder_weights: str | os.PathLike[str] | None = None,
     batch_size: int | None = None,
     dc: str = "auto",
+    max_memory: int | str | None = None,
 ) -> Reconstructor:
     """Load a registered model (or a fastrecon checkpoint file) ready to reconstruct.
 
@@ -321,7 +332,11 @@ def load(
             data consistency always runs in complex64. A backend refuses a precision it cannot honour.
         encoder_weights: for ``weights=None`` ViT models, a local open_clip/timm checkpoint for the
             frozen encoder (how training starts from pretrained encoders).
-        batch_size: slices per forward pass (default: chosen from the input size).
+        batch_size: slices per forward pass (default: as many as ``max_memory`` holds, from an estimate
+            of this model's activation memory per slice of the input's shape; at most 16).
+        max_memory: activation memory the default batch may use: bytes, or a string such as ``"4GiB"``
+            or ``"512MB"``. Default: half the GPU's total memory less the weights on CUDA; 1/16 of
+            physical memory, at most 512 MiB, on CPU. Ignored when ``batch_size`` is given.
         dc: data-consistency form: ``"auto"`` (the 2-D reference on ``eager``; on other backends the
             fastest exact form for the mask), ``"2d"``, ``"hybrid"`` or ``"residual"`` (the last two
             need masks that select whole phase-encode columns; all three agree to fp32 rounding).
@@ -337,8 +352,12 @@ def load(
     from fastrecon.export.artifact import is_artifact, load_artifact
     from fastrecon.registry import list_models
 
+    memory_limit = None if max_memory is None else parse_memory(max_memory)
     if not (isinstance(name, str) and name in list_models()) and is_artifact(name):
-        return load_artifact(name, device=device, backend=backend, precision=precision, batch_size=batch_size)
+        artifact = load_artifact(
+            name, device=device, backend=backend, precision=precision, batch_size=batch_size
+        )
+        return dataclasses.replace(artifact, max_memory=memory_limit)
     # --- end exported artifact ---
     check_precision(get_backend(backend), precision)
     check_dc(dc, backend)
@@ -390,4 +409,5 @@ def load(
         precision=precision,
         weights_path=location.path if location else None,
         batch_size=batch_size,
+        max_memory=memory_limit,
     )

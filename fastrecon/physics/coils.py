@@ -17,7 +17,9 @@ def sens_expand(image: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
 
 def sens_reduce(kspace: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
     """``R y = sum_c conj(S_c) ifft2c(y_c)``; kspace, sens ``(N, C, H, W)`` -> image ``(N, H, W)``."""
-    return (sens.conj() * ifft2c(kspace)).sum(dim=1)
+    # conj_physical, not the lazy conj view: inside a custom op's kernel traced by AOTAutograd
+    # (torch.compile, torch.export) torch drops a lazy conj bit and returns sum(S y) (torch 2.14).
+    return (torch.conj_physical(sens) * ifft2c(kspace)).sum(dim=1)
 
 
 def complex_abs(x: torch.Tensor) -> torch.Tensor:

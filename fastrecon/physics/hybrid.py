@@ -47,7 +47,8 @@ def _column_mask(mask: torch.Tensor, shape: torch.Size, form: str) -> torch.Tens
 
 
 def _reduce(coil_images: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
-    return (sens.conj() * coil_images).sum(dim=1)
+    # conj_physical: a lazy conj bit is lost inside custom ops traced by AOTAutograd (see coils.sens_reduce).
+    return (torch.conj_physical(sens) * coil_images).sum(dim=1)
 
 
 def residual_x_update(

@@ -133,3 +133,28 @@ def test_report_replaces_the_readme_table(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "| m | eager | fp32 | 1 | 2 | x | 2026-12-02 14:00 |" in text and "UnknownNameError: no" in text
+
+
+def test_quick_is_one_batch_of_four_backends_on_cpu() -> None:
+    """--quick: demo-x8 on CPU at batch 1 only (one torch.compile), eager/compile/bf16/onnxruntime."""
+    import argparse
+
+    from fastrecon.bench.cli import build_parser, scenarios_from_args
+
+    args = build_parser(argparse.ArgumentParser()).parse_args(["--quick", "--out", "unused"])
+    scenarios = scenarios_from_args(args)
+    assert [(s.backend, s.precision) for s in scenarios] == [
+        ("eager", "fp32"), ("compile", "fp32"), ("eager", "bf16"), ("onnxruntime", "fp32")
+    ]  # fmt: skip
+    assert {(s.model, s.batch, s.device, s.shape, s.weights) for s in scenarios} == {
+        ("demo-x8", 1, "cpu", "demo", "auto")
+    }
+
+
+def test_batch_one_rows_time_throughput_and_latency_in_one_set_of_runs() -> None:
+    settings = M.Settings(throughput_iters=7, latency_iters=4, warmup=0, roofline=False, components=False)
+    (row,) = M.run([M.Scenario("bench-tiny-vit", "eager", "fp32", 1, "tiny")], settings)
+    assert row["error"] is None
+    assert row["tput_runs"] == row["lat_b1_runs"] == 4  # the latency count, stated in the row
+    assert row["tput_p50_ms"] == row["lat_b1_p50_ms"]
+    assert row["slices_per_s"] == pytest.approx(1e3 / row["lat_b1_p50_ms"])

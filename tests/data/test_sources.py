@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from fastrecon._features import has_module
 from fastrecon.data import sources
 from fastrecon.data.simulate import birdcage_maps, gaussian_coil_maps, simulate_image
 from fastrecon.errors import InputError
@@ -31,7 +30,6 @@ def test_random_phantom_is_seeded_and_varied() -> None:
 
 
 def test_natural_image() -> None:
-    pytest.importorskip("skimage.data")
     image = sources.natural_image((40, 56), np.random.default_rng(0), name="camera")
     _check_unit(image, (40, 56))
     with pytest.raises(InputError, match="unknown natural image 'nope'"):
@@ -39,9 +37,6 @@ def test_natural_image() -> None:
 
 
 def test_mni_t1_slices_are_real_anatomy() -> None:
-    pytest.importorskip("nibabel")
-    if not has_module("nilearn"):
-        pytest.skip("nilearn (ships the MNI152 template) is not installed")
     assert sources.mni_t1_volume().shape == (197, 233, 189)
     images = [sources.mni_t1_slice((64, 48), np.random.default_rng(seed)) for seed in range(3)]
     for image in images:
@@ -51,7 +46,6 @@ def test_mni_t1_slices_are_real_anatomy() -> None:
 
 
 def test_held_out_epi_volume() -> None:
-    pytest.importorskip("nibabel")
     assert sources.epi_volume().shape == (128, 96, 24)
     image = sources.epi_slice(12)
     _check_unit(image, (96, 128))
@@ -76,8 +70,9 @@ def test_load_image_file_formats(tmp_path: Path) -> None:
 
 
 def test_load_nifti_and_dicom(tmp_path: Path) -> None:
-    nibabel = pytest.importorskip("nibabel")
-    pydicom_data = pytest.importorskip("pydicom.data")
+    import nibabel
+    import pydicom.data as pydicom_data
+
     volume = np.random.default_rng(0).random((20, 24, 5)).astype(np.float32)
     nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), str(tmp_path / "v.nii.gz"))
     image = sources.load_image_file(tmp_path / "v.nii.gz")

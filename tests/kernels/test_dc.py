@@ -9,7 +9,6 @@ Real sizes (cine, knee, brain) and the model check at scale are ``@pytest.mark.g
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -27,10 +26,13 @@ from fastrecon.physics import ifft2c, rss
 from fastrecon.physics.plan import KSPACE_2D
 from tests.kernels._compare import assert_matches
 
-DEVICE = torch.device("cpu" if dc._INTERPRETED else "cuda")
-RUNS_KERNELS = dc._INTERPRETED or torch.cuda.is_available()
-pytestmark = pytest.mark.skipif(
-    not RUNS_KERNELS, reason="no CUDA GPU, and the kernels were imported without TRITON_INTERPRET=1"
+RUNS_KERNELS = dc._INTERPRETED or (dc.triton is not None and torch.cuda.is_available())
+DEVICE = torch.device("cuda" if torch.cuda.is_available() and not dc._INTERPRETED else "cpu")
+# Only the tests that launch kernels need Triton (compiled on CUDA, or its CPU interpreter); the
+# reference path, validation, the custom-op plumbing and routing run everywhere.
+needs_kernels = pytest.mark.skipif(
+    not RUNS_KERNELS,
+    reason="Triton kernels cannot run here (Triton missing, or no CUDA GPU and no TRITON_INTERPRET=1)",
 )
 
 # (N, C, H, W, mask kind, non-contiguous inputs): odd and even sizes, 1/4/15 coils, batch 1 and 3,
@@ -98,6 +100,7 @@ def _assert_ran(before: dict[str, int], *names: str) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
+@needs_kernels
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_sens_expand(case: tuple[Any, ...]) -> None:
     x = _inputs(case)
@@ -109,6 +112,7 @@ def test_sens_expand(case: tuple[Any, ...]) -> None:
     assert_matches(out, oracle, ops.sens_expand_ref(x["image"], x["sens"]), name="sens_expand")
 
 
+@needs_kernels
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_sens_reduce(case: tuple[Any, ...]) -> None:
     x = _inputs(case)
@@ -119,6 +123,7 @@ def test_sens_reduce(case: tuple[Any, ...]) -> None:
     assert_matches(out, oracle, ops.sens_reduce_ref(x["kspace"], x["sens"]), name="sens_reduce")
 
 
+@needs_kernels
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_soft_dc(case: tuple[Any, ...]) -> None:
     x = _inputs(case)
@@ -130,6 +135,7 @@ def test_soft_dc(case: tuple[Any, ...]) -> None:
     assert_matches(out, oracle, ops.soft_dc_ref(*args), name="soft_dc")
 
 
+@needs_kernels
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_cascade_step(case: tuple[Any, ...]) -> None:
     x = _inputs(case)
@@ -143,6 +149,7 @@ def test_cascade_step(case: tuple[Any, ...]) -> None:
     assert_matches(image_next, oracle[1], eager[1], name="cascade_step image'")
 
 
+@needs_kernels
 @pytest.mark.parametrize("kind", ["1d", "4d"])
 def test_batches_over_the_grid_cap_are_split_into_slice_blocks(
     monkeypatch: pytest.MonkeyPatch, kind: str
@@ -161,6 +168,7 @@ def test_batches_over_the_grid_cap_are_split_into_slice_blocks(
     assert_matches(image_next, oracle[1], eager[1], name="image' (split)")
 
 
+@needs_kernels
 def test_cascade_step_matches_the_eager_dc_form() -> None:
     """The DC-form contract: TRITON_2D and the eager KSPACE_2D agree on a 4-D mask from broadcast_mask."""
     x = _inputs((2, 4, 9, 10, "4d", False))
@@ -402,8 +410,12 @@ def test_cpu_without_interpreter_uses_the_reference_and_import_is_lazy() -> None
         try:
             dc.sens_reduce_triton(k, s)
         except Exception as exc:
-            assert type(exc).__name__ == "BackendUnavailableError", exc
-            assert "TRITON_INTERPRET" in str(exc)
+            if dc.triton is None:  # Triton not installed: the error names the extra to install
+                assert type(exc).__name__ == "MissingDependencyError", exc
+                assert "fastrecon[triton]" in str(exc)
+            else:
+                assert type(exc).__name__ == "BackendUnavailableError", exc
+                assert "TRITON_INTERPRET" in str(exc)
         else:
             raise AssertionError("the Triton path ran on CPU without the interpreter")
         print("ok")
@@ -450,13 +462,10 @@ class _ToyNet(UnrolledNet):
         self.cascades = nn.ModuleList([_ConvCascade() for _ in range(cascades)])
 
 
-def _psnr(test: torch.Tensor, reference: torch.Tensor) -> float:
-    mse = float((test.double() - reference.double()).pow(2).mean())
-    peak = float(reference.double().abs().max())
-    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
-
-
-def _model_parity(n: int, c: int, h: int, w: int, cascades: int, device: torch.device) -> float:
+def _model_parity(n: int, c: int, h: int, w: int, cascades: int, device: torch.device) -> None:
+    """The model with the fused DC vs a float64 run of the eager model, judged by the eager fp32
+    model's own error (the op tests' helper): a PSNR threshold would admit 1e-3 relative error
+    where fp32 against fp32 differs by about 1e-6."""
     model = _ToyNet(cascades).to(device)
     kspace = torch.randn(n, c, h, w, dtype=torch.complex64, device=device)
     mask = torch.rand(w, device=device) < 0.3
@@ -468,14 +477,18 @@ def _model_parity(n: int, c: int, h: int, w: int, cascades: int, device: torch.d
         fused = model(kspace0, mask)
         model.dc = KSPACE_2D
         eager = model(kspace0, mask)
+        oracle = model.double()(kspace0.to(torch.complex128), mask)
     _assert_ran(before, "expand", "dc", "reduce")
-    return _psnr(fused, eager)
+    assert oracle.dtype == torch.float64
+    assert_matches(fused, oracle, eager, name=f"model output {n}x{c}x{h}x{w}, {cascades} cascades")
 
 
+@needs_kernels
 def test_model_with_kernels_matches_eager_model() -> None:
-    assert _model_parity(2, 4, 12, 11, cascades=3, device=DEVICE) >= 60.0
+    _model_parity(2, 4, 12, 11, cascades=3, device=DEVICE)
 
 
+@needs_kernels
 def test_model_gradients_with_kernels_match_eager() -> None:
     model = _ToyNet(2).to(DEVICE)
     kspace = _randc(1, 3, 8, 7)
@@ -498,6 +511,7 @@ REAL_SIZES = {"cine": (1, 10, 246, 512), "knee": (1, 15, 640, 368), "brain": (1,
 
 
 @pytest.mark.gpu
+@needs_kernels
 @pytest.mark.parametrize("size", list(REAL_SIZES), ids=list(REAL_SIZES))
 def test_real_sizes_on_gpu(size: str) -> None:
     """Every op at a real matrix size vs the complex128 oracle; tolerance from eager fp32's error.
@@ -527,5 +541,6 @@ def test_real_sizes_on_gpu(size: str) -> None:
 
 
 @pytest.mark.gpu
+@needs_kernels
 def test_model_with_kernels_matches_eager_model_on_gpu() -> None:
-    assert _model_parity(1, 15, 640, 368, cascades=4, device=torch.device("cuda")) >= 60.0
+    _model_parity(1, 15, 640, 368, cascades=4, device=torch.device("cuda"))

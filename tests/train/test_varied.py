@@ -13,9 +13,6 @@ from fastrecon.errors import InputError
 from fastrecon.train.data import TRAIN_CARDIAC_SEEDS, TRAIN_SOURCES, VariedSettings, VariedSliceDataset
 from fastrecon.train.loop import normalise_batch
 
-pytest.importorskip("skimage.data")
-pytest.importorskip("nibabel")
-
 
 def test_items_are_reproducible_and_groups_share_geometry() -> None:
     data = VariedSliceDataset(8, seed=3, group=4)
