@@ -284,22 +284,48 @@ def _check_batch(batch: object) -> int | None:
     return int(batch)
 
 
+def _device_available(kind: str) -> bool:
+    """Whether torch can run on a device of this type here (without initialising CUDA for other types)."""
+    import importlib.util
+
+    if kind == "cpu":
+        return True
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return bool(torch.backends.mps.is_available())
+    if kind == "xpu":
+        return bool(hasattr(torch, "xpu") and torch.xpu.is_available())
+    if kind == "xla":
+        return importlib.util.find_spec("torch_xla") is not None
+    return False
+
+
+_DEVICE_CHOICES = "'cpu', 'cuda' or 'cuda:N' (also 'mps', 'xpu', 'xla' where present)"
+
+
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str | torch.device) or (isinstance(device, str) and not device.strip()):
+        raise InputError(f"device is {device!r}; expected {_DEVICE_CHOICES}.")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise InputError(
-            f"device {device!r} is not a device torch knows; expected 'cpu', 'cuda' or 'cuda:N'."
+            f"device {device!r} is not a device torch knows; expected {_DEVICE_CHOICES}."
         ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    if resolved.type not in ("cpu", "cuda", "mps", "xpu", "xla"):
         raise BackendUnavailableError(
-            f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here."
+            f"device {str(device)!r} holds no data to run on; expected {_DEVICE_CHOICES}."
         )
-    if resolved.type not in ("cpu", "cuda"):
+    if not _device_available(resolved.type):
+        where = "no CUDA GPU" if resolved.type == "cuda" else f"no {resolved.type} device"
+        raise BackendUnavailableError(f"device {str(device)!r} was asked for, but torch sees {where} here.")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         raise BackendUnavailableError(
-            f"device {str(device)!r} is not supported; expected 'cpu', 'cuda' or 'cuda:N'."
+            f"device {str(device)!r} was asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s) "
+            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})."
         )
     return resolved
 

@@ -127,6 +127,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         backend=args.backend,
         precision=args.precision,
         dc=args.dc,
+        max_memory=args.max_memory,
     )
 
 
@@ -346,6 +347,10 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dc", default="auto", help="data-consistency form: auto, 2d, hybrid, residual (all exact)"
     )
+    parser.add_argument(
+        "--max-memory", default=None, metavar="SIZE",
+        help="activation memory the default batch may use, e.g. 4GiB or 512MB (default: from the device's memory)",
+    )  # fmt: skip
 
 
 def _add_mask_args(parser: argparse.ArgumentParser, accel_required: bool) -> None:

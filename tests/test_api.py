@@ -295,3 +295,24 @@ def test_unsupported_numpy_dtype(vit_recon: fastrecon.Reconstructor) -> None:
     k, _ = masked_kspace(num=1)
     with pytest.raises(InputTypeError, match="object"):
         vit_recon.reconstruct(k.numpy().astype(object))
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", "", "  ", "meta", "cuda:x", 5, "xla", "mps"])
+def test_bad_or_absent_devices_are_refused_with_fastrecon_errors(device: object) -> None:
+    from fastrecon.api import _device_available
+    from fastrecon.errors import FastreconError
+
+    if isinstance(device, str) and device in ("mps", "xla") and _device_available(device):
+        pytest.skip(f"{device} is present here")
+    with pytest.raises(FastreconError, match=repr(device) if device != 5 else "5"):
+        fastrecon.load("demo-x8", device=device)  # type: ignore[arg-type]
+
+
+def test_mps_is_accepted_where_torch_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastrecon.api import _resolve_device
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert _resolve_device("mps") == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(fastrecon.errors.BackendUnavailableError, match="no mps device"):
+        _resolve_device("mps")

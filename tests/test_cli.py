@@ -138,3 +138,15 @@ def test_console_entry_point_shows_warnings_once_and_exits_with_the_status() -> 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "UserWarning: probe warning" in result.stderr
+
+
+def test_max_memory_is_checked_and_reaches_load(
+    group_h5: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "o.h5")
+    args = ["reconstruct", str(group_h5), "--out", out, "--model", "demo-x8", "--device", "cpu"]
+    assert main([*args, "--max-memory", "lots"]) == 2
+    assert "max_memory is 'lots'" in one_error_line(capsys)
+    # A valid size loads the model; the file (kspace is a group) is what is refused then.
+    assert main([*args, "--max-memory", "64MiB"]) == 2
+    assert "is an array" in one_error_line(capsys)
