@@ -117,13 +117,8 @@ class Connection:
                 log.info("%s: parameters %r", self.peer, str(item)[:200])
             elif message_id == _wire.ACQUISITION:
                 self._acquisition(item)
-            elif message_id == _wire.WAVEFORM:
-                continue  # physiological waveforms: not used by the reconstruction
-            else:
-                raise _wire.ProtocolError(
-                    f"got a {_wire.KNOWN_IDS[message_id]} message; fastrecon serve reconstructs raw "
-                    "acquisitions (expected config, header, acquisitions, CLOSE)."
-                )
+            # WAVEFORM (physiological signals) is read and not used; images and arrays are refused
+            # by _wire.messages before their bodies are read.
         if self.assembler is not None:
             for item in self.assembler.flush():
                 self._submit(item)

@@ -91,6 +91,22 @@ def test_stream_file(server, case, expected, tmp_path: Path) -> None:  # type: i
     _check_images(result.images, expected)
 
 
+def test_client_built_like_the_reference_client(server, case, expected) -> None:  # type: ignore[no-untyped-def]
+    """python-ismrmrd-server's client.py writes envelopes by hand: CONFIG_FILE, the XML header and the JSON
+    parameters each ending with a NUL, then acquisitions and CLOSE, and keeps reading until CLOSE."""
+
+    def text(message_id: int, contents: str) -> bytes:
+        body = (contents + "\0").encode("utf-8")
+        return struct.pack("<HI", message_id, len(body)) + body
+
+    data = struct.pack("<H", 1) + struct.pack("1024s", b"fastrecon")
+    data += text(3, case.header.toXML("utf-8")) + text(5, '{"parameters": {"config": "fastrecon"}}')
+    data += b"".join(payload(acq, close=False) for acq in case.acquisitions) + struct.pack("<H", 4)
+    answer = exchange(server.address[1], data)
+    assert answer.closed and answer.texts == []
+    _check_images(answer.images, expected)
+
+
 def _acquisition_bytes(case) -> bytes:  # type: ignore[no-untyped-def]
     return payload(case.acquisitions[5], close=False)
 
