@@ -10,7 +10,7 @@ import torch
 
 from fastrecon._files import check_output
 from fastrecon.data.fastmri import write_reconstruction
-from fastrecon.data.mrd import read_mrd
+from fastrecon.data.mrd import SLICE_FIELDS, read_mrd
 from fastrecon.data.mrd_images import to_mrd_images, write_mrd_images
 from fastrecon.physics.masks import create_mask_for_mask_type, seed_from_name
 
@@ -36,7 +36,8 @@ def reconstruct_mrd_file(
     The mask is each slice's acquired phase-encode lines; with ``acceleration`` a mask is drawn over W
     (seeded by the file name, as for fastMRI files) and intersected with the acquired lines. ``out``
     ending in ``.mrd`` / ``.mrd.h5`` gets MRD magnitude images (float32, cropped to ``reconSpace``, with
-    the acquisitions' geometry and indices); any other name a fastMRI-style ``reconstruction (N, H, W)``.
+    the acquisitions' geometry and indices); any other name a fastMRI-style ``reconstruction (N, H, W)`` with the slices in index order and their
+    MRD indices in the attributes ``mrd_index_fields`` / ``mrd_indices`` ``(N, 6)``.
     """
     path = Path(path)
     out = check_output(out, inputs=[path], overwrite=overwrite)
@@ -57,7 +58,14 @@ def reconstruct_mrd_file(
         }
         images = to_mrd_images(np.asarray(image), volume.slices, volume.encoding, meta=meta)
         return write_mrd_images(out, images, header=volume.header, inputs=[path], overwrite=overwrite)
-    attrs = {"model": recon.config.name, "weights": str(recon.weights_path), "source": str(path)}
+    attrs = {
+        "model": recon.config.name,
+        "weights": str(recon.weights_path),
+        "source": str(path),
+        # Which MRD image each of the N slices is (rows in index order): the .h5 has no other record.
+        "mrd_index_fields": list(SLICE_FIELDS),
+        "mrd_indices": volume.indices,
+    }
     if acceleration is not None:
         attrs.update(acceleration=acceleration, center_fraction=center_fraction, mask_type=mask_type)
     return write_reconstruction(out, image, attrs=attrs, overwrite=overwrite)

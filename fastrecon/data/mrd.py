@@ -309,7 +309,8 @@ class MRDVolume:
     """The slices of an MRD raw file, assembled.
 
     Attributes:
-        slices: one :class:`MRDSlice` per image, in acquisition order.
+        slices: one :class:`MRDSlice` per image, sorted by index (slice, contrast, phase, repetition,
+            set, average; acquisition order among equal indices), whatever order they were acquired in.
         header: the ``ismrmrdHeader``.
         encoding: what the header says about the encoding (sizes, fields of view).
         path: the file; group: the MRD group read.
@@ -332,6 +333,13 @@ class MRDVolume:
     def mask(self) -> np.ndarray:
         """``(N, 1, 1, W)`` bool: each slice's acquired lines."""
         return np.stack([s.mask for s in self.slices])[:, None, None, :]
+
+    @property
+    def indices(self) -> np.ndarray:
+        """``(N, 6)`` int: each slice's slice, contrast, phase, repetition, set, average (:data:`SLICE_FIELDS`)."""
+        return np.array(
+            [[getattr(s.key, name) for name in SLICE_FIELDS] for s in self.slices], dtype=np.int64
+        )
 
 
 def _raw_groups(handle: h5py.File) -> list[str]:
@@ -410,6 +418,9 @@ def read_mrd(
             except DataFormatError as exc:
                 raise DataFormatError(f"{path}: {exc}") from exc
         slices += assembler.flush()
+    # Interleaved multi-slice scans complete their slices out of order (2, 0, 1, ...): a volume is in
+    # index order (slice, contrast, phase, repetition, set, average); equal keys keep acquisition order.
+    slices.sort(key=lambda item: item.key)
     if not slices:
         raise DataFormatError(
             f"{path}: no imaging acquisitions ({count} acquisitions, {assembler.skipped} skipped as noise or "
