@@ -217,7 +217,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import signal
-    import threading
 
     from fastrecon.serve import MRDServer, ServeOptions
 
@@ -241,19 +240,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_pending_bytes=args.max_pending_mib * 2**20,
     )
     server = MRDServer(recon, options)
-    stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
-        stop.set()
+        server.request_stop()  # a second signal cuts off the connections in flight
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.start()
         host, port = server.address
         print(f"fastrecon serve: listening on {host}:{port} (model {recon.config.name})", flush=True)
-        while not stop.wait(0.5):
+        while not server.stop_requested.wait(0.5):
             pass
-        print("fastrecon serve: shutting down (finishing connections in flight)", flush=True)
+        print(
+            "fastrecon serve: shutting down (finishing connections in flight; signal again to cut them off)",
+            flush=True,
+        )
         summary = server.shutdown()
     finally:
         for sig, handler in previous.items():

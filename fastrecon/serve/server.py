@@ -282,6 +282,7 @@ class MRDServer:
         self.worker = ModelWorker(recon, batch_size=self.options.batch_size)
         self.stopping = threading.Event()
         self.forced = threading.Event()
+        self.stop_requested = threading.Event()
         self._latencies: list[float] = []
         self._lock = threading.Lock()
         self._connections: set[threading.Thread] = set()
@@ -351,6 +352,14 @@ class MRDServer:
         thread = threading.Thread(target=connection.run, name=f"fastrecon-conn-{peer}", daemon=True)
         self._connections.add(thread)
         thread.start()
+
+    def request_stop(self) -> None:
+        """Ask for a shutdown (safe from a signal handler): sets :attr:`stop_requested` for the thread
+        that calls :meth:`shutdown`. A second request (SIGTERM or Ctrl-C again) does not wait for the
+        connections in flight: they are answered with TEXT + CLOSE at once."""
+        if self.stop_requested.is_set():
+            self.forced.set()
+        self.stop_requested.set()
 
     def shutdown(self, timeout: float = 60.0) -> dict[str, float]:
         """Stop accepting, let connections in flight finish (up to ``timeout`` s, then cut them off),

@@ -266,6 +266,24 @@ def test_sigterm_finishes_in_flight_and_exits_0(case, tmp_path: Path) -> None:  
             process.communicate(timeout=10)
 
 
+def test_second_stop_request_cuts_off_a_stalled_stream(demo, case) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM lets connections finish (up to the grace time); a second SIGTERM / Ctrl-C must not wait."""
+    srv = MRDServer(demo, ServeOptions(port=0)).start()
+    with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as sock:
+        sock.sendall(payload(CONFIG, case.header, *case.acquisitions[:10], close=False))  # ...then stalls
+        time.sleep(0.3)
+        srv.request_stop()
+        assert srv.stop_requested.is_set() and not srv.forced.is_set()
+        done = threading.Event()
+        threading.Thread(target=lambda: (srv.shutdown(timeout=60.0), done.set()), daemon=True).start()
+        assert not done.wait(1.0)  # the stalled stream is given its grace time...
+        started = time.monotonic()
+        srv.request_stop()  # ...until asked again
+        answer = read_answer(sock)
+        assert done.wait(20.0) and time.monotonic() - started < 15
+    assert answer.closed and answer.texts == ["the server is shutting down; the stream was not finished."]
+
+
 def test_payload_helper_round_trip(case) -> None:  # type: ignore[no-untyped-def]
     items = list(ismrmrd.ProtocolDeserializer(io.BytesIO(payload(CONFIG, case.header, "x"))).deserialize())
     assert items[0] == "fastrecon" and items[2] == "x"
