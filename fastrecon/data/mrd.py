@@ -146,8 +146,9 @@ def pad_readout(lines: np.ndarray, size: int) -> np.ndarray:
 class KSpaceAssembler:
     """Assembles acquisitions into k-space slices; one per file or per stream.
 
-    ``add(acquisition)`` returns the slices that acquisition completed (``ACQ_LAST_IN_SLICE``, or every
-    pending slice on ``ACQ_LAST_IN_MEASUREMENT``); :meth:`flush` returns the rest when the data end.
+    ``add(acquisition)`` returns the slices that acquisition completed: on ``ACQ_LAST_IN_SLICE`` every
+    pending image of that slice index (all its phases, contrasts, sets, averages), on
+    ``ACQ_LAST_IN_MEASUREMENT`` every pending image; :meth:`flush` returns the rest when the data end.
     Memory is bounded: at most ``max_pending_bytes`` of incomplete slices are held.
     """
 
@@ -280,8 +281,12 @@ class KSpaceAssembler:
         if acquisition.is_flag_set(self._last_in_measurement):
             return self.flush()
         if acquisition.is_flag_set(self._last_in_slice):
-            done = self._complete(key)
-            return [done] if done is not None else []
+            # The slice's last readout ends every image of that slice: cine phases, echoes (contrasts),
+            # sets and averages are interleaved inside a slice and only the very last line is flagged
+            # (as python-ismrmrd-server and Gadgetron's slice trigger read it).
+            ended = [pending for pending in self._pending if pending.slice == key.slice]
+            done = [self._complete(pending) for pending in ended]
+            return [item for item in done if item is not None]
         return []
 
     def _complete(self, key: SliceKey) -> MRDSlice | None:

@@ -189,3 +189,22 @@ def test_interleaved_slices_come_out_in_slice_order(demo, tmp_path: Path) -> Non
         np.testing.assert_array_equal(handle["reconstruction"][()], expected)
         assert list(handle.attrs["mrd_index_fields"])[0] == "slice"
         assert handle.attrs["mrd_indices"][:, 0].tolist() == [0, 1, 2]
+
+
+def test_last_in_slice_ends_every_phase_of_that_slice() -> None:
+    """Cine: phases are interleaved inside a slice and only the slice's very last readout is flagged."""
+    header = build_header(encoded_size=(16, 8), slices=2, phases=3, num_coils=4)
+    assembler = KSpaceAssembler(header)
+    completed = []
+    for n in (0, 1):
+        for e1 in range(8):
+            for phase in range(3):
+                acq = _line(16, e1=e1, slice=n, phase=phase)
+                if e1 == 7 and phase == 2:
+                    acq.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+                done = assembler.add(acq)
+                assert done == [] or (e1, phase) == (7, 2)
+                completed += done
+        assert assembler.pending == 0  # nothing of slice n is left waiting
+    assert [(s.key.slice, s.key.phase) for s in completed] == [(n, p) for n in (0, 1) for p in range(3)]
+    assert all(s.mask.all() for s in completed)
