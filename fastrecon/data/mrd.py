@@ -359,6 +359,10 @@ def _raw_groups(handle: h5py.File) -> list[str]:
     return found
 
 
+# What h5py / ismrmrd raise on MRD groups whose datasets do not have the MRD layout.
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, OSError)
+
+
 def is_mrd_file(path: str | Path) -> bool:
     """True when ``path`` is an HDF5 file holding MRD raw data (by content, whatever its suffix)."""
     try:
@@ -409,7 +413,10 @@ def read_mrd(
             f"{str(path)!r} has no MRD raw data group {group!r}; groups with raw data: {groups}."
         )
     with m.Dataset(str(path), group, create_if_needed=False, mode="r") as dataset:
-        xml = dataset.read_xml_header()
+        try:
+            xml = dataset.read_xml_header()
+        except _UNREADABLE as exc:
+            raise DataFormatError(f"{path}: the MRD header /{group}/xml cannot be read: {exc}") from exc
         try:
             assembler = KSpaceAssembler(xml, max_pending_bytes=max_pending_bytes)
         except DataFormatError as exc:
@@ -419,7 +426,13 @@ def read_mrd(
         disable = None if progress is None else not progress
         for index in tqdm(range(count), desc=f"reading {path.name}", unit="acq", disable=disable):
             try:
-                slices += assembler.add(dataset.read_acquisition(index))
+                acquisition = dataset.read_acquisition(index)
+            except _UNREADABLE as exc:
+                raise DataFormatError(
+                    f"{path}: acquisition {index} of /{group}/data cannot be read as an MRD acquisition: {exc}"
+                ) from exc
+            try:
+                slices += assembler.add(acquisition)
             except DataFormatError as exc:
                 raise DataFormatError(f"{path}: {exc}") from exc
         slices += assembler.flush()

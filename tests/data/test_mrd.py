@@ -208,3 +208,25 @@ def test_last_in_slice_ends_every_phase_of_that_slice() -> None:
         assert assembler.pending == 0  # nothing of slice n is left waiting
     assert [(s.key.slice, s.key.phase) for s in completed] == [(n, p) for n in (0, 1) for p in range(3)]
     assert all(s.mask.all() for s in completed)
+
+
+@pytest.mark.parametrize("broken", ["scalar_xml", "foreign_data"])
+def test_cli_refuses_a_broken_mrd_layout_with_one_line(
+    broken: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastrecon.data.mrd_header import header_xml
+
+    raw = tmp_path / "broken.h5"
+    xml = header_xml(build_header(encoded_size=(16, 8), num_coils=2)).encode()
+    with h5py.File(raw, "w") as handle:
+        group = handle.create_group("dataset")
+        if broken == "scalar_xml":  # MRD writers store a 1-element string array
+            group["xml"] = xml
+            group.create_dataset("data", data=np.zeros(3, dtype=[("head", "i4"), ("data", "f4")]))
+        else:
+            group.create_dataset("xml", data=np.array([xml], dtype=h5py.special_dtype(vlen=bytes)))
+            group.create_dataset("data", data=np.zeros(3, dtype=[("head", "i4"), ("data", "f4")]))
+    assert main(["reconstruct", str(raw), "--out", str(tmp_path / "o.h5"), "--model", "demo-x8", "--device", "cpu"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be read" in err[0] and "broken.h5" in err[0], err
+    assert not (tmp_path / "o.h5").exists()
