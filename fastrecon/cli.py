@@ -261,7 +261,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     if summary.get("count"):
         print(
-            f"fastrecon serve: {int(summary['count'])} images; latency p50 {summary['p50_ms']:.1f} ms, "
+            f"fastrecon serve: {int(summary['images'])} images; latency p50 {summary['p50_ms']:.1f} ms, "
             f"p90 {summary['p90_ms']:.1f} ms, max {summary['max_ms']:.1f} ms",
             flush=True,
         )

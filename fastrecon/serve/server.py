@@ -15,6 +15,7 @@ dropped after ``send_timeout`` seconds, and never blocks the model worker or oth
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -35,6 +36,7 @@ from fastrecon.serve.worker import Job, ModelWorker, describe
 log = logging.getLogger("fastrecon.serve")
 
 _TICK = 0.25  # seconds: how often blocked socket calls wake up to look for a shutdown
+LATENCY_WINDOW = 100_000  # latencies kept for the summary (the most recent ones)
 
 
 @dataclass
@@ -283,7 +285,9 @@ class MRDServer:
         self.stopping = threading.Event()
         self.forced = threading.Event()
         self.stop_requested = threading.Event()
-        self._latencies: list[float] = []
+        # The most recent latencies only: a server that runs for months must not grow with every image.
+        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.images_sent = 0
         self._lock = threading.Lock()
         self._connections: set[threading.Thread] = set()
         self._listener = socket.create_server((self.options.host, self.options.port), reuse_port=False)
@@ -303,10 +307,14 @@ class MRDServer:
     def record_latency(self, seconds: float) -> None:
         with self._lock:
             self._latencies.append(seconds)
+            self.images_sent += 1
 
     def latency_summary(self) -> dict[str, float]:
+        """:func:`latency_summary` of the last :data:`LATENCY_WINDOW` images, with ``images`` = all sent."""
         with self._lock:
-            return latency_summary(list(self._latencies))
+            summary = latency_summary(list(self._latencies))
+            summary["images"] = self.images_sent
+            return summary
 
     def start(self) -> MRDServer:
         """Start the model worker and accept connections in a background thread."""
@@ -387,6 +395,6 @@ def _format_summary(summary: dict[str, float]) -> str:
     if not summary.get("count"):
         return "no images sent"
     return (
-        f"{int(summary['count'])} images, latency p50 {summary['p50_ms']:.1f} ms, "
+        f"{int(summary['images'])} images, latency p50 {summary['p50_ms']:.1f} ms, "
         f"p90 {summary['p90_ms']:.1f} ms, max {summary['max_ms']:.1f} ms"
     )

@@ -284,6 +284,21 @@ def test_second_stop_request_cuts_off_a_stalled_stream(demo, case) -> None:  # t
     assert answer.closed and answer.texts == ["the server is shutting down; the stream was not finished."]
 
 
+def test_latencies_kept_are_bounded(demo, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import fastrecon.serve.server as server_module
+
+    monkeypatch.setattr(server_module, "LATENCY_WINDOW", 5)
+    srv = MRDServer(demo, ServeOptions(port=0))
+    try:
+        for value in range(1, 101):
+            srv.record_latency(value / 1000)
+        summary = srv.latency_summary()
+        assert summary["images"] == 100 and summary["count"] == 5  # a long-running server does not grow
+        assert summary["max_ms"] == pytest.approx(100.0) and summary["p50_ms"] == pytest.approx(98.0)
+    finally:
+        srv.shutdown(timeout=5)
+
+
 def test_payload_helper_round_trip(case) -> None:  # type: ignore[no-untyped-def]
     items = list(ismrmrd.ProtocolDeserializer(io.BytesIO(payload(CONFIG, case.header, "x"))).deserialize())
     assert items[0] == "fastrecon" and items[2] == "x"
