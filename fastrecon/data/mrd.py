@@ -363,15 +363,20 @@ def _raw_groups(handle: h5py.File) -> list[str]:
 _UNREADABLE = (ValueError, TypeError, KeyError, IndexError, OSError)
 
 
-def is_mrd_file(path: str | Path) -> bool:
-    """True when ``path`` is an HDF5 file holding MRD raw data (by content, whatever its suffix)."""
+def mrd_raw_groups(path: str | Path) -> list[str]:
+    """The groups of an HDF5 file that hold MRD raw data (usually ``["dataset"]``); ``[]`` for any other file."""
     try:
         if not h5py.is_hdf5(path):
-            return False
+            return []
         with h5py.File(path, "r") as handle:
-            return bool(_raw_groups(handle))
+            return _raw_groups(handle)
     except (OSError, ValueError):
-        return False
+        return []
+
+
+def is_mrd_file(path: str | Path) -> bool:
+    """True when ``path`` is an HDF5 file holding MRD raw data (by content, whatever its suffix)."""
+    return bool(mrd_raw_groups(path))
 
 
 def read_mrd(
@@ -472,6 +477,7 @@ __all__ = [
     "encoding_of",
     "header_xml",
     "is_mrd_file",
+    "mrd_raw_groups",
     "pad_readout",
     "parse_header",
     "read_mrd",

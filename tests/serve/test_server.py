@@ -343,8 +343,7 @@ def test_client_command_writes_images(server, case, expected, tmp_path: Path) ->
         client_main([str(raw), "--port", str(server.address[1]), "--out", str(out), "--timeout", "60"]) == 0
     )
     _check_images(read_mrd_images(out), expected)
-    with pytest.raises(fastrecon.FastreconError, match="already exists"):
-        client_main([str(raw), "--port", str(server.address[1]), "--out", str(out)])
+    assert client_main([str(raw), "--port", str(server.address[1]), "--out", str(out)]) == 2  # already exists
 
 
 def test_cli_serve_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
@@ -353,3 +352,21 @@ def test_cli_serve_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["serve", "--model", "demo-x8", "--device", "cpu", "--port", "70000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--port 70000 is not a TCP port" in err[0]
+
+
+def test_client_command_errors_are_one_line(case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from fastrecon.serve.client import main as client_main
+
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = str(unused.getsockname()[1])
+    for argv, message in [
+        ([str(raw), "--port", port], "cannot stream to 127.0.0.1:"),
+        ([str(raw), "--port", port, "--group", "nope"], "has no MRD raw data group 'nope'"),
+        ([str(raw), "--port", port, "--out", str(raw)], "is the input file"),
+        ([str(tmp_path / "missing.h5"), "--port", port], "is not an MRD raw data file"),
+    ]:
+        assert client_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
