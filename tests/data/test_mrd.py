@@ -172,8 +172,8 @@ def test_cli_accel_draws_inside_the_acquired_lines(case, demo, tmp_path: Path) -
         assert handle.attrs["acceleration"] == 2
 
 
-def test_interleaved_slices_come_out_in_slice_order(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    case = raw_case(slices=3, noise_scans=0)
+def test_interleaved_slices_come_out_in_slice_order(tmp_path: Path) -> None:
+    case = raw_case(slices=3, noise_scans=0)  # slice n is the phantom scaled by 1 + 0.25 n
     per_slice = len(case.acquisitions) // 3
     groups = [case.acquisitions[n * per_slice : (n + 1) * per_slice] for n in range(3)]
     assert all({a.idx.slice for a in group} == {n} for n, group in enumerate(groups))
@@ -184,9 +184,9 @@ def test_interleaved_slices_come_out_in_slice_order(demo, tmp_path: Path) -> Non
     np.testing.assert_allclose(volume.kspace, case.kspace * case.mask, atol=1e-5 * np.abs(case.kspace).max())
     out = tmp_path / "out.h5"
     assert main(["reconstruct", str(raw), "--out", str(out), "--model", "demo-x8", "--device", "cpu"]) == 0
-    expected = demo.reconstruct(torch.from_numpy(volume.kspace), torch.from_numpy(volume.mask)).numpy()
     with h5py.File(out) as handle:
-        np.testing.assert_array_equal(handle["reconstruction"][()], expected)
+        means = handle["reconstruction"][()].mean(axis=(1, 2))
+        assert means[0] < means[1] < means[2]  # rows in slice order, not acquisition order (2, 0, 1)
         assert list(handle.attrs["mrd_index_fields"])[0] == "slice"
         assert handle.attrs["mrd_indices"][:, 0].tolist() == [0, 1, 2]
 
