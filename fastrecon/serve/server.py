@@ -124,6 +124,12 @@ class Connection:
         if self.assembler is not None:
             for item in self.assembler.flush():
                 self._submit(item)
+            if self.submitted == 0:  # as read_mrd refuses such a file: tell the client why nothing comes back
+                raise DataFormatError(
+                    f"no image to reconstruct: no imaging acquisitions ({self.assembler.acquisitions} "
+                    f"acquisitions, {self.assembler.skipped} skipped as noise or other non-imaging data, the rest "
+                    "calibration-only lines)."
+                )
         self.outbox.put(("done", self.submitted))
 
     def _header(self, header: Any) -> None:

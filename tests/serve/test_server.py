@@ -127,6 +127,7 @@ def _acquisition_bytes(case) -> bytes:  # type: ignore[no-untyped-def]
         ("before_header", "before the MRD header"),
         ("image_in", "reconstructs raw acquisitions"),
         ("all_zero", "all zeros"),
+        ("no_imaging", "no imaging acquisitions (5 acquisitions, 2 skipped"),
     ],
 )
 def test_faults_answered_with_text_then_close(server, case, fault: str, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -163,6 +164,8 @@ def test_faults_answered_with_text_then_close(server, case, fault: str, message:
     elif fault == "image_in":
         image = ismrmrd.Image.from_array(np.zeros((4, 4), np.float32))
         data = good_header + payload(image)
+    elif fault == "no_imaging":  # the noise scans and calibration-only lines, nothing else
+        data = payload(CONFIG, case.header, *case.acquisitions[:5])
     else:  # all_zero: a complete slice of zeros cannot be reconstructed
         zero = ismrmrd.Acquisition(acq.getHead(), np.zeros_like(acq.data))
         zero.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
@@ -171,6 +174,12 @@ def test_faults_answered_with_text_then_close(server, case, fault: str, message:
     assert answer.closed, fault
     assert len(answer.texts) == 1 and message in answer.texts[0], answer.texts
     assert answer.images == []
+
+
+def test_config_then_close_is_a_quiet_query(server) -> None:  # type: ignore[no-untyped-def]
+    """Gadgetron's dependency query (and python-ismrmrd-server's handling of it): config, CLOSE, no header."""
+    answer = exchange(server.address[1], payload(CONFIG))
+    assert answer.closed and answer.texts == [] and answer.images == []
 
 
 def test_disconnect_mid_stream_then_still_serving(server, case, expected) -> None:  # type: ignore[no-untyped-def]
