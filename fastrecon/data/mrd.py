@@ -11,8 +11,9 @@ The same objects travel over TCP in the MRD streaming protocol (see :mod:`fastre
 - ``ACQ_IS_PARALLEL_CALIBRATION`` lines go to a separate calibration array (not into the image data,
   not into the mask), unless also flagged ``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING``;
 - ``ACQ_IS_REVERSE`` readouts are flipped;
-- readout oversampling is removed when ``encodedSpace`` x is larger than ``reconSpace`` x (centre crop
-  in image space along the readout, then back to k-space);
+- readout oversampling is removed when the header says the readout is oversampled: by the ratio of
+  ``encodedSpace`` to ``reconSpace`` field of view x (as Gadgetron does), else where ``encodedSpace`` x is
+  larger than ``reconSpace`` x (centre crop in image space along the readout, then back to k-space);
 - ``kspace_encode_step_1`` is offset by the encoding limits' centre, so the k-space centre lands at
   column ``W // 2``.
 
@@ -230,7 +231,7 @@ class KSpaceAssembler:
             line = np.zeros((data.shape[0], enc_x), dtype=np.complex64)
             line[:, start : start + samples] = data
         if self.encoding.remove_oversampling:
-            line = crop_readout(line, self.encoding.recon[0])
+            line = crop_readout(line, self.encoding.height)
         return line
 
     def add(self, acquisition: Any) -> list[MRDSlice]:

@@ -230,3 +230,25 @@ def test_cli_refuses_a_broken_mrd_layout_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot be read" in err[0] and "broken.h5" in err[0], err
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_oversampling_removed_when_the_recon_matrix_is_interpolated(case) -> None:  # type: ignore[no-untyped-def]
+    """A scanner that interpolates the image writes reconSpace x = encodedSpace x; the fields of view still say
+    the readout is 2x oversampled (Gadgetron removes it by that ratio), so the margins must go."""
+    header = build_header(
+        encoded_size=(128, 64),
+        recon_size=(128, 128),
+        fov_mm=(256.0, 128.0, 5.0),
+        recon_fov_mm=(128.0, 128.0, 5.0),
+        e1_limits=(0, 64 - 1 - case.left, 32 - case.left),
+        slices=2,
+        num_coils=4,
+    )
+    assembler = KSpaceAssembler(header)
+    completed = []
+    for acq in case.acquisitions:
+        completed += assembler.add(acq)
+    assert [s.kspace.shape for s in completed] == [(4, 64, 64)] * 2
+    np.testing.assert_allclose(
+        completed[1].kspace, case.kspace[1] * case.mask, atol=1e-5 * np.abs(case.kspace).max()
+    )
