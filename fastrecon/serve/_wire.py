@@ -74,6 +74,9 @@ class BoundedReader(io.RawIOBase):
         self.idle_timeout = float(idle_timeout)
         self.should_stop = should_stop
         self.expect: int | None = None  # ACQUISITION or WAVEFORM: check the next read (its fixed header)
+        # (monotonic time, message): a point by which something must have arrived, however the bytes trickle
+        # in (the header within a few seconds of connecting: an idle or trickling client must not hold a slot).
+        self.deadline: tuple[float, str] | None = None
         self.short_read = False  # a read ended early: the stream stopped inside a message
         self.bytes_read = 0
 
@@ -88,6 +91,7 @@ class BoundedReader(io.RawIOBase):
             except TimeoutError:
                 if self.should_stop():
                     raise ProtocolError("the server is shutting down; the stream was not finished.") from None
+                self._check_deadline()
                 if time.monotonic() - last > self.idle_timeout:
                     raise ProtocolError(
                         f"no data from the client for {self.idle_timeout:g} s in the middle of the stream."
@@ -98,6 +102,11 @@ class BoundedReader(io.RawIOBase):
                 break
             last = time.monotonic()
             self._buffer += chunk
+            self._check_deadline()
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline[0]:
+            raise ProtocolError(self.deadline[1])
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:

@@ -49,6 +49,7 @@ class ServeOptions:
     max_connections: int = 16
     max_inflight: int = 4
     idle_timeout: float = 300.0
+    header_timeout: float = 30.0  # from connecting to the end of the XML header
     send_timeout: float = 30.0
     max_message_bytes: int = 64 * 2**20
     max_pending_bytes: int = 1024 * 2**20
@@ -82,6 +83,7 @@ class Connection:
         self.submitted = 0
         self.sent = 0
         self.assembler: KSpaceAssembler | None = None
+        self._reader: _wire.BoundedReader | None = None
         self._writer = threading.Thread(target=self._write_loop, name=f"fastrecon-send-{peer}", daemon=True)
 
     # --- reading ------------------------------------------------------------------------------------
@@ -108,6 +110,11 @@ class Connection:
             idle_timeout=options.idle_timeout,
             should_stop=lambda: self.failed.is_set() or self.server.forced.is_set(),
         )
+        reader.deadline = (
+            time.monotonic() + options.header_timeout,
+            f"no MRD header within {options.header_timeout:g} s of connecting (expected config and header first).",
+        )
+        self._reader = reader
         for message_id, item in _wire.messages(reader):
             if self.failed.is_set():
                 return
@@ -136,6 +143,8 @@ class Connection:
         if self.assembler is not None:
             raise _wire.ProtocolError("a second MRD header arrived; expected one header per connection.")
         self.assembler = KSpaceAssembler(header, max_pending_bytes=self.server.options.max_pending_bytes)
+        if self._reader is not None:
+            self._reader.deadline = None
         encoding = self.assembler.encoding
         channels = encoding.receiver_channels
         if channels is not None:

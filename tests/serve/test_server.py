@@ -328,6 +328,34 @@ def test_idle_client_is_answered_and_dropped(demo, case) -> None:  # type: ignor
         srv.shutdown(timeout=10)
 
 
+def test_trickling_client_without_header_is_dropped(demo, case) -> None:  # type: ignore[no-untyped-def]
+    """A client that sends a few bytes now and then, never a header, must not hold a connection slot for long."""
+    srv = MRDServer(demo, ServeOptions(port=0, header_timeout=1.0, max_connections=1)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as sock:
+            data = payload(CONFIG, close=False)
+            started = time.monotonic()
+            try:
+                for offset in range(0, len(data), 8):  # 8 bytes every 0.1 s: never idle, never done
+                    sock.sendall(data[offset : offset + 8])
+                    time.sleep(0.1)
+                    if time.monotonic() - started > 5:
+                        break
+            except OSError:  # the server hung up on us
+                pass
+            answer = read_answer(sock)
+        assert answer.closed and len(answer.texts) == 1 and "no MRD header within 1 s" in answer.texts[0]
+        assert time.monotonic() - started < 10
+        for _ in range(25):  # the slot is free again (once the dropped connection's thread has ended)
+            after = stream(case.header, case.acquisitions, port=srv.address[1], timeout=60)
+            if not (after.texts and after.texts[0].startswith("server busy")):
+                break
+            time.sleep(0.2)
+        assert after.closed and after.texts == [] and len(after.images) == 2
+    finally:
+        srv.shutdown(timeout=10)
+
+
 def test_send_gives_up_on_a_client_that_reads_nothing() -> None:
     from fastrecon.serve._wire import send_all
 
