@@ -227,6 +227,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ("--batch-size", args.batch_size),
         ("--max-connections", args.max_connections),
         ("--max-pending-mib", args.max_pending_mib),
+        ("--max-total-pending-mib", args.max_total_pending_mib),
     ):
         if value < 1:
             raise InputError(f"{flag} {value}: expected a positive whole number.")
@@ -238,6 +239,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         image_dtype=args.image_dtype,
         max_pending_bytes=args.max_pending_mib * 2**20,
+        max_total_pending_bytes=args.max_total_pending_mib * 2**20,
     )
     server = MRDServer(recon, options)
 
@@ -287,6 +289,10 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument(
         "--max-pending-mib", type=int, default=1024,
         help="incomplete slices held per client, in MiB of k-space (interleaved multi-slice scans hold all slices)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-total-pending-mib", type=int, default=4096,
+        help="incomplete slices held for all clients together, in MiB (a client that would pass it is refused)",
     )  # fmt: skip
     serve.add_argument(
         "--image-dtype", default="float32", choices=["float32", "uint16"],

@@ -24,6 +24,7 @@ with :class:`~fastrecon.errors.DataFormatError`. Headers: :mod:`fastrecon.data.m
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,32 @@ def pad_readout(lines: np.ndarray, size: int) -> np.ndarray:
     return _fftc(padded, axis=-1).astype(np.complex64, copy=False)
 
 
+class PendingBudget:
+    """Bytes of incomplete slices shared by several assemblers (a server's clients): thread-safe.
+
+    :meth:`take` refuses with :class:`DataFormatError` when ``limit`` would be passed; :meth:`give`
+    returns bytes when slices complete or an assembler is closed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> None:
+        with self._lock:
+            if self.used + nbytes > self.limit:
+                raise DataFormatError(
+                    f"the server already holds {self.used / 2**20:.0f} MiB of incomplete slices for its clients "
+                    f"(limit {self.limit / 2**20:.0f} MiB); try again when fewer scans are streaming."
+                )
+            self.used += nbytes
+
+    def give(self, nbytes: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - nbytes)
+
+
 class KSpaceAssembler:
     """Assembles acquisitions into k-space slices; one per file or per stream.
 
@@ -153,10 +180,17 @@ class KSpaceAssembler:
     Memory is bounded: at most ``max_pending_bytes`` of incomplete slices are held.
     """
 
-    def __init__(self, header: Any, *, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
+    def __init__(
+        self,
+        header: Any,
+        *,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        budget: PendingBudget | None = None,
+    ) -> None:
         self.header = parse_header(header)
         self.encoding = encoding_of(self.header)
         self.max_pending_bytes = int(max_pending_bytes)
+        self.budget = budget  # shared with other assemblers; what this one holds is given back by close()
         self.coils: int | None = None
         self._pending: dict[SliceKey, _Pending] = {}
         self._flags = _skipped_flags()
@@ -190,6 +224,19 @@ class KSpaceAssembler:
                 f"more than {self.max_pending_bytes / 2**20:.0f} MiB of incomplete slices ({len(self._pending)} "
                 "pending); expected each slice's last acquisition to carry ACQ_LAST_IN_SLICE."
             )
+        if self.budget is not None:
+            self.budget.take(extra)
+
+    @staticmethod
+    def _held(item: _Pending) -> int:
+        return item.kspace.nbytes + (item.calibration.nbytes if item.calibration is not None else 0)
+
+    def close(self) -> None:
+        """Drop the incomplete slices (the stream ended early) and give their bytes back to the budget."""
+        held = sum(self._held(item) for item in self._pending.values())
+        self._pending.clear()
+        if self.budget is not None:
+            self.budget.give(held)
 
     def _check_channels(self, acquisition: Any) -> int:
         channels = int(acquisition.active_channels)
@@ -292,6 +339,8 @@ class KSpaceAssembler:
 
     def _complete(self, key: SliceKey) -> MRDSlice | None:
         item = self._pending.pop(key)
+        if self.budget is not None:
+            self.budget.give(self._held(item))  # the slice now belongs to the caller (bounded by its queue)
         if not item.mask.any():  # calibration lines only: nothing to reconstruct
             return None
         return MRDSlice(
@@ -472,6 +521,7 @@ __all__ = [
     "KSpaceAssembler",
     "MRDSlice",
     "MRDVolume",
+    "PendingBudget",
     "SliceKey",
     "build_header",
     "crop_readout",

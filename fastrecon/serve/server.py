@@ -8,7 +8,8 @@ each image is sent back as soon as it is ready; after the last image the server 
 is answered with one TEXT naming it, then CLOSE, to that client only.
 
 Memory is bounded: at most ``max_inflight`` slices per connection wait for the model (the client is
-made to wait, not the server to grow), incomplete slices are bounded by the assembler, each message
+made to wait, not the server to grow), incomplete slices per client and for all clients together
+(``max_pending_bytes``, ``max_total_pending_bytes``), each message
 by ``max_message_bytes``, and connections by ``max_connections``. A client that stops reading is
 dropped after ``send_timeout`` seconds, and never blocks the model worker or other clients.
 """
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrecon.data.mrd import KSpaceAssembler, MRDSlice
+from fastrecon.data.mrd import KSpaceAssembler, MRDSlice, PendingBudget
 from fastrecon.data.mrd_images import to_mrd_images
 from fastrecon.errors import DataFormatError, FastreconError, InputError
 from fastrecon.serve import _wire
@@ -52,7 +53,8 @@ class ServeOptions:
     header_timeout: float = 30.0  # from connecting to the end of the XML header
     send_timeout: float = 30.0
     max_message_bytes: int = 64 * 2**20
-    max_pending_bytes: int = 1024 * 2**20
+    max_pending_bytes: int = 1024 * 2**20  # incomplete slices per client
+    max_total_pending_bytes: int = 4 * 2**30  # incomplete slices of all clients together
     image_dtype: str = "float32"
     series_index: int = 1
 
@@ -98,6 +100,8 @@ class Connection:
             log.exception("%s: unexpected error", self.peer)
             self.fail(describe(exc))
         finally:
+            if self.assembler is not None:
+                self.assembler.close()  # incomplete slices of a stream that ended early: back to the budget
             self._writer.join()
             _linger_close(self.sock)
             log.info("%s: closed (%d images sent)", self.peer, self.sent)
@@ -142,7 +146,9 @@ class Connection:
     def _header(self, header: Any) -> None:
         if self.assembler is not None:
             raise _wire.ProtocolError("a second MRD header arrived; expected one header per connection.")
-        self.assembler = KSpaceAssembler(header, max_pending_bytes=self.server.options.max_pending_bytes)
+        self.assembler = KSpaceAssembler(
+            header, max_pending_bytes=self.server.options.max_pending_bytes, budget=self.server.pending_budget
+        )
         if self._reader is not None:
             self._reader.deadline = None
         encoding = self.assembler.encoding
@@ -297,6 +303,7 @@ class MRDServer:
         if self.options.image_dtype not in ("float32", "uint16"):
             raise InputError(f"image dtype {self.options.image_dtype!r}; expected 'float32' or 'uint16'.")
         self.worker = ModelWorker(recon, batch_size=self.options.batch_size)
+        self.pending_budget = PendingBudget(self.options.max_total_pending_bytes)
         self.stopping = threading.Event()
         self.forced = threading.Event()
         self.stop_requested = threading.Event()

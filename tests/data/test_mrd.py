@@ -252,3 +252,27 @@ def test_oversampling_removed_when_the_recon_matrix_is_interpolated(case) -> Non
     np.testing.assert_allclose(
         completed[1].kspace, case.kspace[1] * case.mask, atol=1e-5 * np.abs(case.kspace).max()
     )
+
+
+def test_pending_budget_shared_by_assemblers() -> None:
+    from fastrecon.data.mrd import PendingBudget
+
+    header = build_header(encoded_size=(16, 8), slices=4, num_coils=4)
+    one_slice = 4 * 16 * 8 * 8
+    budget = PendingBudget(3 * one_slice)
+    first, second = KSpaceAssembler(header, budget=budget), KSpaceAssembler(header, budget=budget)
+    first.add(_line(16, slice=0))
+    first.add(_line(16, slice=1))
+    second.add(_line(16, slice=0))
+    assert budget.used == 3 * one_slice
+    with pytest.raises(DataFormatError, match="already holds 0 MiB of incomplete slices for its clients"):
+        second.add(_line(16, slice=1))  # each is under its own limit; together they are not
+    done = _line(16, e1=1, slice=0)
+    done.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+    assert (
+        len(first.add(done)) == 1 and budget.used == 2 * one_slice
+    )  # a completed slice gives its bytes back
+    second.add(_line(16, slice=1))
+    first.close()  # a stream that ended early gives back what it held
+    second.close()
+    assert budget.used == 0 and first.pending == 0

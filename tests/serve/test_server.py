@@ -356,6 +356,37 @@ def test_trickling_client_without_header_is_dropped(demo, case) -> None:  # type
         srv.shutdown(timeout=10)
 
 
+def test_abandoned_streams_give_back_their_pending_memory(demo, case, expected) -> None:  # type: ignore[no-untyped-def]
+    """The limit on incomplete slices of all clients together: a client that disconnects mid-slice must not
+    keep its share, or after a few such clients the server would refuse everyone."""
+    srv = MRDServer(demo, ServeOptions(port=0, max_total_pending_bytes=300 * 2**10)).start()  # ~1 slice
+    try:
+        partial = payload(CONFIG, case.header, *case.acquisitions[:20], close=False)  # inside slice 0
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as sock:
+                sock.sendall(partial)
+                time.sleep(0.2)
+        deadline = time.monotonic() + 20
+        while srv.pending_budget.used and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert srv.pending_budget.used == 0
+        result = stream(case.header, case.acquisitions, port=srv.address[1], timeout=60)
+        assert result.closed and result.texts == []
+        _check_images(result.images, expected)
+        both = payload(CONFIG, case.header, *case.acquisitions[:20], close=False)
+        with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as holder:
+            holder.sendall(both)  # holds one slice's worth...
+            time.sleep(0.5)
+            refused = exchange(srv.address[1], payload(CONFIG, case.header, *case.acquisitions[:20]))
+        assert (
+            refused.closed
+            and len(refused.texts) == 1
+            and "incomplete slices for its clients" in refused.texts[0]
+        )
+    finally:
+        srv.shutdown(timeout=10)
+
+
 def test_send_gives_up_on_a_client_that_reads_nothing() -> None:
     from fastrecon.serve._wire import send_all
 
