@@ -255,7 +255,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import signal
-    import threading
 
     from fastrecon.serve import MRDServer, ServeOptions
 
@@ -266,6 +265,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ("--batch-size", args.batch_size),
         ("--max-connections", args.max_connections),
         ("--max-pending-mib", args.max_pending_mib),
+        ("--max-total-pending-mib", args.max_total_pending_mib),
     ):
         if value < 1:
             raise InputError(f"{flag} {value}: expected a positive whole number.")
@@ -277,28 +277,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         image_dtype=args.image_dtype,
         max_pending_bytes=args.max_pending_mib * 2**20,
+        max_total_pending_bytes=args.max_total_pending_mib * 2**20,
     )
     server = MRDServer(recon, options)
-    stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
-        stop.set()
+        server.request_stop()  # a second signal cuts off the connections in flight
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.start()
         host, port = server.address
         print(f"fastrecon serve: listening on {host}:{port} (model {recon.config.name})", flush=True)
-        while not stop.wait(0.5):
+        while not server.stop_requested.wait(0.5):
             pass
-        print("fastrecon serve: shutting down (finishing connections in flight)", flush=True)
+        print(
+            "fastrecon serve: shutting down (finishing connections in flight; signal again to cut them off)",
+            flush=True,
+        )
         summary = server.shutdown()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if summary.get("count"):
         print(
-            f"fastrecon serve: {int(summary['count'])} images; latency p50 {summary['p50_ms']:.1f} ms, "
+            f"fastrecon serve: {int(summary['images'])} images; latency p50 {summary['p50_ms']:.1f} ms, "
             f"p90 {summary['p90_ms']:.1f} ms, max {summary['max_ms']:.1f} ms",
             flush=True,
         )
@@ -324,6 +327,10 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument(
         "--max-pending-mib", type=int, default=1024,
         help="incomplete slices held per client, in MiB of k-space (interleaved multi-slice scans hold all slices)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-total-pending-mib", type=int, default=4096,
+        help="incomplete slices held for all clients together, in MiB (a client that would pass it is refused)",
     )  # fmt: skip
     serve.add_argument(
         "--image-dtype", default="float32", choices=["float32", "uint16"],

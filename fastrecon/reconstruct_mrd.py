@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fastrecon.data.geometry import ImageGeometry
-from fastrecon.data.mrd import Encoding, MRDSlice, read_mrd
+from fastrecon.data.mrd import SLICE_FIELDS, Encoding, MRDSlice, read_mrd
 from fastrecon.data.mrd_images import crop_to_recon, to_mrd_images, write_mrd_images
 from fastrecon.data.outputs import check_images_output, output_format, write_images
 from fastrecon.physics.masks import create_mask_for_mask_type, seed_from_name
@@ -22,12 +22,14 @@ def is_mrd_output(out: str | Path) -> bool:
     return output_format(out) == "mrd"
 
 
-def mrd_geometry(slices: Sequence[MRDSlice], encoding: Encoding) -> ImageGeometry:
-    """Where the (``reconSpace``-cropped) images of ``slices`` lie: voxel size from the ``reconSpace``
-    field of view and matrix, each slice's centre and the directions from the acquisition nearest its
-    k-space centre (axis H along ``read_dir``, W along ``phase_dir``)."""
+def mrd_geometry(
+    slices: Sequence[MRDSlice], encoding: Encoding, image_size: tuple[int, int]
+) -> ImageGeometry:
+    """Where the ``reconSpace``-cropped images ``image_size = (H, W)`` of ``slices`` lie: the ``reconSpace``
+    field of view over the image's pixels, each slice's centre and the directions from the acquisition
+    nearest its k-space centre (axis H along ``read_dir``, W along ``phase_dir``)."""
     fov_x, fov_y, fov_z = encoding.fov_mm
-    voxel = (fov_x / encoding.recon[0], fov_y / encoding.recon[1], fov_z)
+    voxel = (fov_x / image_size[0], fov_y / image_size[1], fov_z)
     heads = [s.head for s in slices]
     if not heads or any(h is None for h in heads):
         return ImageGeometry(voxel_size_mm=voxel)
@@ -60,7 +62,9 @@ def reconstruct_mrd_file(
     (seeded by the file name, as for fastMRI files) and intersected with the acquired lines. ``format``
     (default from ``out``: ``.mrd`` / ``.mrd.h5`` -> ``mrd``) ``mrd`` gets MRD magnitude images (float32,
     cropped to ``reconSpace``, with the acquisitions' geometry and indices); ``nifti`` and ``dicom`` the
-    same crop and geometry; ``h5`` a fastMRI-style ``reconstruction (N, H, W)`` of the full matrix.
+    same crop and geometry; ``h5`` a fastMRI-style ``reconstruction (N, H, W)`` of the full matrix, with
+    the slices in index order and their MRD indices in the attributes ``mrd_index_fields`` /
+    ``mrd_indices`` ``(N, 6)``.
     ``num_low_frequencies`` (ACS lines) and ``coil_compress`` are passed to ``recon.reconstruct``.
     """
     path = Path(path)
@@ -85,11 +89,18 @@ def reconstruct_mrd_file(
         }
         images = to_mrd_images(np.asarray(image), volume.slices, volume.encoding, meta=meta)
         return write_mrd_images(out, images, header=volume.header, inputs=[path], overwrite=overwrite)
-    attrs = {"model": recon.config.name, "weights": str(recon.weights_path), "source": str(path)}
+    attrs = {
+        "model": recon.config.name,
+        "weights": str(recon.weights_path),
+        "source": str(path),
+        # Which MRD image each of the N slices is (rows in index order): the .h5 has no other record.
+        "mrd_index_fields": list(SLICE_FIELDS),
+        "mrd_indices": volume.indices,
+    }
     if acceleration is not None:
         attrs.update(acceleration=acceleration, center_fraction=center_fraction, mask_type=mask_type)
     if fmt == "h5":
         return write_images(out, image, None, attrs=attrs, overwrite=overwrite, format=fmt)
     cropped = crop_to_recon(np.asarray(image), volume.encoding)
-    geometry = mrd_geometry(volume.slices, volume.encoding)
+    geometry = mrd_geometry(volume.slices, volume.encoding, cropped.shape[-2:])
     return write_images(out, cropped, geometry, attrs=attrs, overwrite=overwrite, format=fmt)

@@ -11,8 +11,9 @@ The same objects travel over TCP in the MRD streaming protocol (see :mod:`fastre
 - ``ACQ_IS_PARALLEL_CALIBRATION`` lines go to a separate calibration array (not into the image data,
   not into the mask), unless also flagged ``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING``;
 - ``ACQ_IS_REVERSE`` readouts are flipped;
-- readout oversampling is removed when ``encodedSpace`` x is larger than ``reconSpace`` x (centre crop
-  in image space along the readout, then back to k-space);
+- readout oversampling is removed when the header says the readout is oversampled: by the ratio of
+  ``encodedSpace`` to ``reconSpace`` field of view x (as Gadgetron does), else where ``encodedSpace`` x is
+  larger than ``reconSpace`` x (centre crop in image space along the readout, then back to k-space);
 - ``kspace_encode_step_1`` is offset by the encoding limits' centre, so the k-space centre lands at
   column ``W // 2``.
 
@@ -23,6 +24,7 @@ with :class:`~fastrecon.errors.DataFormatError`. Headers: :mod:`fastrecon.data.m
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,18 +145,52 @@ def pad_readout(lines: np.ndarray, size: int) -> np.ndarray:
     return _fftc(padded, axis=-1).astype(np.complex64, copy=False)
 
 
+class PendingBudget:
+    """Bytes of incomplete slices shared by several assemblers (a server's clients): thread-safe.
+
+    :meth:`take` refuses with :class:`DataFormatError` when ``limit`` would be passed; :meth:`give`
+    returns bytes when slices complete or an assembler is closed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> None:
+        with self._lock:
+            if self.used + nbytes > self.limit:
+                raise DataFormatError(
+                    f"the server already holds {self.used / 2**20:.0f} MiB of incomplete slices for its clients "
+                    f"(limit {self.limit / 2**20:.0f} MiB); try again when fewer scans are streaming."
+                )
+            self.used += nbytes
+
+    def give(self, nbytes: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - nbytes)
+
+
 class KSpaceAssembler:
     """Assembles acquisitions into k-space slices; one per file or per stream.
 
-    ``add(acquisition)`` returns the slices that acquisition completed (``ACQ_LAST_IN_SLICE``, or every
-    pending slice on ``ACQ_LAST_IN_MEASUREMENT``); :meth:`flush` returns the rest when the data end.
+    ``add(acquisition)`` returns the slices that acquisition completed: on ``ACQ_LAST_IN_SLICE`` every
+    pending image of that slice index (all its phases, contrasts, sets, averages), on
+    ``ACQ_LAST_IN_MEASUREMENT`` every pending image; :meth:`flush` returns the rest when the data end.
     Memory is bounded: at most ``max_pending_bytes`` of incomplete slices are held.
     """
 
-    def __init__(self, header: Any, *, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
+    def __init__(
+        self,
+        header: Any,
+        *,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        budget: PendingBudget | None = None,
+    ) -> None:
         self.header = parse_header(header)
         self.encoding = encoding_of(self.header)
         self.max_pending_bytes = int(max_pending_bytes)
+        self.budget = budget  # shared with other assemblers; what this one holds is given back by close()
         self.coils: int | None = None
         self._pending: dict[SliceKey, _Pending] = {}
         self._flags = _skipped_flags()
@@ -188,6 +224,19 @@ class KSpaceAssembler:
                 f"more than {self.max_pending_bytes / 2**20:.0f} MiB of incomplete slices ({len(self._pending)} "
                 "pending); expected each slice's last acquisition to carry ACQ_LAST_IN_SLICE."
             )
+        if self.budget is not None:
+            self.budget.take(extra)
+
+    @staticmethod
+    def _held(item: _Pending) -> int:
+        return item.kspace.nbytes + (item.calibration.nbytes if item.calibration is not None else 0)
+
+    def close(self) -> None:
+        """Drop the incomplete slices (the stream ended early) and give their bytes back to the budget."""
+        held = sum(self._held(item) for item in self._pending.values())
+        self._pending.clear()
+        if self.budget is not None:
+            self.budget.give(held)
 
     def _check_channels(self, acquisition: Any) -> int:
         channels = int(acquisition.active_channels)
@@ -229,7 +278,7 @@ class KSpaceAssembler:
             line = np.zeros((data.shape[0], enc_x), dtype=np.complex64)
             line[:, start : start + samples] = data
         if self.encoding.remove_oversampling:
-            line = crop_readout(line, self.encoding.recon[0])
+            line = crop_readout(line, self.encoding.height)
         return line
 
     def add(self, acquisition: Any) -> list[MRDSlice]:
@@ -280,12 +329,18 @@ class KSpaceAssembler:
         if acquisition.is_flag_set(self._last_in_measurement):
             return self.flush()
         if acquisition.is_flag_set(self._last_in_slice):
-            done = self._complete(key)
-            return [done] if done is not None else []
+            # The slice's last readout ends every image of that slice: cine phases, echoes (contrasts),
+            # sets and averages are interleaved inside a slice and only the very last line is flagged
+            # (as python-ismrmrd-server and Gadgetron's slice trigger read it).
+            ended = [pending for pending in self._pending if pending.slice == key.slice]
+            done = [self._complete(pending) for pending in ended]
+            return [item for item in done if item is not None]
         return []
 
     def _complete(self, key: SliceKey) -> MRDSlice | None:
         item = self._pending.pop(key)
+        if self.budget is not None:
+            self.budget.give(self._held(item))  # the slice now belongs to the caller (bounded by its queue)
         if not item.mask.any():  # calibration lines only: nothing to reconstruct
             return None
         return MRDSlice(
@@ -309,7 +364,8 @@ class MRDVolume:
     """The slices of an MRD raw file, assembled.
 
     Attributes:
-        slices: one :class:`MRDSlice` per image, in acquisition order.
+        slices: one :class:`MRDSlice` per image, sorted by index (slice, contrast, phase, repetition,
+            set, average; acquisition order among equal indices), whatever order they were acquired in.
         header: the ``ismrmrdHeader``.
         encoding: what the header says about the encoding (sizes, fields of view).
         path: the file; group: the MRD group read.
@@ -333,6 +389,13 @@ class MRDVolume:
         """``(N, 1, 1, W)`` bool: each slice's acquired lines."""
         return np.stack([s.mask for s in self.slices])[:, None, None, :]
 
+    @property
+    def indices(self) -> np.ndarray:
+        """``(N, 6)`` int: each slice's slice, contrast, phase, repetition, set, average (:data:`SLICE_FIELDS`)."""
+        return np.array(
+            [[getattr(s.key, name) for name in SLICE_FIELDS] for s in self.slices], dtype=np.int64
+        )
+
 
 def _raw_groups(handle: h5py.File) -> list[str]:
     """Top-level groups that look like MRD raw data: an ``xml`` header and a compound ``data`` with ``head``."""
@@ -346,15 +409,24 @@ def _raw_groups(handle: h5py.File) -> list[str]:
     return found
 
 
-def is_mrd_file(path: str | Path) -> bool:
-    """True when ``path`` is an HDF5 file holding MRD raw data (by content, whatever its suffix)."""
+# What h5py / ismrmrd raise on MRD groups whose datasets do not have the MRD layout.
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, OSError)
+
+
+def mrd_raw_groups(path: str | Path) -> list[str]:
+    """The groups of an HDF5 file that hold MRD raw data (usually ``["dataset"]``); ``[]`` for any other file."""
     try:
         if not h5py.is_hdf5(path):
-            return False
+            return []
         with h5py.File(path, "r") as handle:
-            return bool(_raw_groups(handle))
+            return _raw_groups(handle)
     except (OSError, ValueError):
-        return False
+        return []
+
+
+def is_mrd_file(path: str | Path) -> bool:
+    """True when ``path`` is an HDF5 file holding MRD raw data (by content, whatever its suffix)."""
+    return bool(mrd_raw_groups(path))
 
 
 def read_mrd(
@@ -396,7 +468,10 @@ def read_mrd(
             f"{str(path)!r} has no MRD raw data group {group!r}; groups with raw data: {groups}."
         )
     with m.Dataset(str(path), group, create_if_needed=False, mode="r") as dataset:
-        xml = dataset.read_xml_header()
+        try:
+            xml = dataset.read_xml_header()
+        except _UNREADABLE as exc:
+            raise DataFormatError(f"{path}: the MRD header /{group}/xml cannot be read: {exc}") from exc
         try:
             assembler = KSpaceAssembler(xml, max_pending_bytes=max_pending_bytes)
         except DataFormatError as exc:
@@ -406,10 +481,19 @@ def read_mrd(
         disable = None if progress is None else not progress
         for index in tqdm(range(count), desc=f"reading {path.name}", unit="acq", disable=disable):
             try:
-                slices += assembler.add(dataset.read_acquisition(index))
+                acquisition = dataset.read_acquisition(index)
+            except _UNREADABLE as exc:
+                raise DataFormatError(
+                    f"{path}: acquisition {index} of /{group}/data cannot be read as an MRD acquisition: {exc}"
+                ) from exc
+            try:
+                slices += assembler.add(acquisition)
             except DataFormatError as exc:
                 raise DataFormatError(f"{path}: {exc}") from exc
         slices += assembler.flush()
+    # Interleaved multi-slice scans complete their slices out of order (2, 0, 1, ...): a volume is in
+    # index order (slice, contrast, phase, repetition, set, average); equal keys keep acquisition order.
+    slices.sort(key=lambda item: item.key)
     if not slices:
         raise DataFormatError(
             f"{path}: no imaging acquisitions ({count} acquisitions, {assembler.skipped} skipped as noise or "
@@ -437,12 +521,14 @@ __all__ = [
     "KSpaceAssembler",
     "MRDSlice",
     "MRDVolume",
+    "PendingBudget",
     "SliceKey",
     "build_header",
     "crop_readout",
     "encoding_of",
     "header_xml",
     "is_mrd_file",
+    "mrd_raw_groups",
     "pad_readout",
     "parse_header",
     "read_mrd",

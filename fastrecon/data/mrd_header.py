@@ -135,7 +135,9 @@ class Encoding:
     Attributes:
         encoded: ``(x, y)`` readout samples (with oversampling) and phase-encode lines of the k-space matrix.
         recon: ``(x, y)`` of the reconstructed image.
-        height: H of the assembled k-space: ``recon`` x when oversampling is removed, else ``encoded`` x.
+        height: H of the assembled k-space: the readout samples left once oversampling is removed
+            (``encoded`` x scaled by the ratio of the recon to the encoded field of view x when that is
+            below 1, else the smaller of the two matrices' x).
         width: W = ``encoded`` y.
         e1_center: ``kspace_encoding_step_1`` index of the k-space centre (lands at column ``W // 2``).
         e2_minimum: the only accepted ``kspace_encode_step_2`` (2-D data).
@@ -156,12 +158,22 @@ class Encoding:
 
     @property
     def remove_oversampling(self) -> bool:
-        return self.encoded[0] > self.recon[0]
+        return self.height < self.encoded[0]
 
 
 def _fov(space: Any) -> tuple[float, float, float]:
     f = space.fieldOfView_mm
     return (float(f.x), float(f.y), float(f.z))
+
+
+def _readout_height(encoded_x: int, recon_x: int, encoded_fov_x: float, recon_fov_x: float) -> int:
+    """Readout samples kept once oversampling is removed. The oversampling factor is the ratio of the
+    fields of view (as Gadgetron's RemoveROOversamplingGadget reads it), so a header whose recon matrix
+    equals the oversampled one (scanner interpolation) still loses its oversampled margins; without a
+    usable ratio the matrices decide. Never more than ``encoded_x`` (nothing is interpolated)."""
+    if encoded_fov_x > 0 and recon_fov_x > 0 and encoded_fov_x > recon_fov_x:
+        return max(1, int(encoded_x * recon_fov_x / encoded_fov_x))
+    return min(recon_x, encoded_x)
 
 
 def encoding_of(header: Any) -> Encoding:
@@ -196,20 +208,14 @@ def encoding_of(header: Any) -> Encoding:
             raise DataFormatError(
                 f"MRD header {name} matrix is {sx} x {sy}; expected sides from 1 to {MAX_MATRIX}."
             )
-    if recon[0] > encoded[0]:
-        raise DataFormatError(
-            f"MRD header reconSpace x = {recon[0]} is larger than encodedSpace x = {encoded[0]}; expected "
-            "reconSpace x <= encodedSpace x (readout oversampling is removed, never added)."
-        )
     e1 = limits.kspace_encoding_step_1
     e1_center = int(e1.center) if e1 is not None else encoded[1] // 2
     system = header.acquisitionSystemInformation
     channels = getattr(system, "receiverChannels", None) if system is not None else None
-    height = recon[0] if encoded[0] > recon[0] else encoded[0]
     return Encoding(
         encoded=encoded,
         recon=recon,
-        height=height,
+        height=_readout_height(encoded[0], recon[0], _fov(enc.encodedSpace)[0], _fov(enc.reconSpace)[0]),
         width=encoded[1],
         e1_center=e1_center,
         e2_minimum=int(e2.minimum) if e2 is not None else 0,

@@ -15,10 +15,23 @@ from fastrecon.data.mrd_header import Encoding, _ismrmrd, header_xml
 from fastrecon.errors import InputError
 
 
+def _phase_kept(width: int, encoding: Encoding) -> int:
+    """Phase-encode pixels that cover the ``reconSpace`` field of view y. The W columns span the
+    ``encodedSpace`` field of view y, so phase oversampling is the ratio of the two fields of view (with a
+    recon matrix larger than the acquired one, scanners' interpolation, the matrices alone would keep the
+    oversampled margins under the smaller field of view); without a usable ratio the matrices decide."""
+    encoded_fov, recon_fov = encoding.encoded_fov_mm[1], encoding.fov_mm[1]
+    if encoded_fov > 0 and recon_fov > 0 and encoded_fov > recon_fov:
+        return min(width, max(1, round(encoding.encoded[1] * recon_fov / encoded_fov)))
+    return min(encoding.recon[1], width)
+
+
 def crop_to_recon(image: np.ndarray, encoding: Encoding) -> np.ndarray:
-    """Centre-crop ``(..., H, W)`` images to the header's ``reconSpace`` ``(x, y)`` where it is smaller."""
+    """Centre-crop ``(..., H, W)`` images to the header's ``reconSpace``: H to its x where that is smaller
+    (readout oversampling is already gone), W to the columns covering its field of view y (phase
+    oversampling), else to its y where that is smaller. Nothing is interpolated."""
     height, width = image.shape[-2:]
-    rx, ry = min(encoding.recon[0], height), min(encoding.recon[1], width)
+    rx, ry = min(encoding.recon[0], height), _phase_kept(width, encoding)
     top, left = (height - rx) // 2, (width - ry) // 2
     return image[..., top : top + rx, left : left + ry]
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fastrecon.errors import DataFormatError, FastreconError
 
 
 @dataclass
@@ -104,12 +107,9 @@ def stream_file(
 def main(argv: list[str] | None = None) -> int:
     """``python -m fastrecon.serve.client scan.h5 --port 9002 --out images.mrd.h5``: stream an MRD raw file
     to a server and write the images it returns (never over the input; an existing file only with
-    --overwrite). Exit status 0 when the server ended cleanly with images and no error text, 1 otherwise."""
+    --overwrite). Exit status 0 when the server ended cleanly with images and no error text, 1 otherwise,
+    2 (one line on stderr) when the file, the output or the connection is refused."""
     import argparse
-
-    from fastrecon._files import check_output
-    from fastrecon.data.mrd import is_mrd_file
-    from fastrecon.data.mrd_images import write_mrd_images
 
     parser = argparse.ArgumentParser(
         prog="python -m fastrecon.serve.client", description="Stream an MRD raw file to an MRD server."
@@ -125,13 +125,37 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=300.0, help="seconds without progress before giving up"
     )
     args = parser.parse_args(argv)
-    if not is_mrd_file(args.input):
-        parser.error(f"{args.input!r} is not an MRD raw data file")
+    try:
+        return _run(args)
+    except (FastreconError, OSError) as exc:  # one line, no traceback (exit status 2, as `fastrecon`)
+        message = " ".join(str(exc).split())
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _run(args: Any) -> int:
+    from fastrecon._files import check_output
+    from fastrecon.data.mrd import mrd_raw_groups
+    from fastrecon.data.mrd_images import write_mrd_images
+
+    groups = mrd_raw_groups(args.input)
+    if not groups:
+        raise DataFormatError(f"{args.input!r} is not an MRD raw data file (an HDF5 file with an MRD group).")
+    if args.group not in groups:
+        raise DataFormatError(f"{args.input!r} has no MRD raw data group {args.group!r}; it has {groups}.")
     if args.out is not None:
         check_output(args.out, inputs=[args.input], overwrite=args.overwrite)
-    result = stream_file(
-        args.input, group=args.group, host=args.host, port=args.port, config=args.config, timeout=args.timeout
-    )
+    try:
+        result = stream_file(
+            args.input,
+            group=args.group,
+            host=args.host,
+            port=args.port,
+            config=args.config,
+            timeout=args.timeout,
+        )
+    except (ConnectionError, TimeoutError, socket.gaierror) as exc:
+        raise OSError(f"cannot stream to {args.host}:{args.port}: {exc}") from exc
     for text in result.texts:
         print(f"server: {text}")
     print(f"{len(result.images)} images received; {'CLOSE received' if result.closed else 'no CLOSE'}")

@@ -8,13 +8,15 @@ each image is sent back as soon as it is ready; after the last image the server 
 is answered with one TEXT naming it, then CLOSE, to that client only.
 
 Memory is bounded: at most ``max_inflight`` slices per connection wait for the model (the client is
-made to wait, not the server to grow), incomplete slices are bounded by the assembler, each message
+made to wait, not the server to grow), incomplete slices per client and for all clients together
+(``max_pending_bytes``, ``max_total_pending_bytes``), each message
 by ``max_message_bytes``, and connections by ``max_connections``. A client that stops reading is
 dropped after ``send_timeout`` seconds, and never blocks the model worker or other clients.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrecon.data.mrd import KSpaceAssembler, MRDSlice
+from fastrecon.data.mrd import KSpaceAssembler, MRDSlice, PendingBudget
 from fastrecon.data.mrd_images import to_mrd_images
 from fastrecon.errors import DataFormatError, FastreconError, InputError
 from fastrecon.serve import _wire
@@ -35,6 +37,7 @@ from fastrecon.serve.worker import Job, ModelWorker, describe
 log = logging.getLogger("fastrecon.serve")
 
 _TICK = 0.25  # seconds: how often blocked socket calls wake up to look for a shutdown
+LATENCY_WINDOW = 100_000  # latencies kept for the summary (the most recent ones)
 
 
 @dataclass
@@ -47,9 +50,11 @@ class ServeOptions:
     max_connections: int = 16
     max_inflight: int = 4
     idle_timeout: float = 300.0
+    header_timeout: float = 30.0  # from connecting to the end of the XML header
     send_timeout: float = 30.0
     max_message_bytes: int = 64 * 2**20
-    max_pending_bytes: int = 1024 * 2**20
+    max_pending_bytes: int = 1024 * 2**20  # incomplete slices per client
+    max_total_pending_bytes: int = 4 * 2**30  # incomplete slices of all clients together
     image_dtype: str = "float32"
     series_index: int = 1
 
@@ -80,6 +85,7 @@ class Connection:
         self.submitted = 0
         self.sent = 0
         self.assembler: KSpaceAssembler | None = None
+        self._reader: _wire.BoundedReader | None = None
         self._writer = threading.Thread(target=self._write_loop, name=f"fastrecon-send-{peer}", daemon=True)
 
     # --- reading ------------------------------------------------------------------------------------
@@ -94,6 +100,8 @@ class Connection:
             log.exception("%s: unexpected error", self.peer)
             self.fail(describe(exc))
         finally:
+            if self.assembler is not None:
+                self.assembler.close()  # incomplete slices of a stream that ended early: back to the budget
             self._writer.join()
             _linger_close(self.sock)
             log.info("%s: closed (%d images sent)", self.peer, self.sent)
@@ -106,6 +114,11 @@ class Connection:
             idle_timeout=options.idle_timeout,
             should_stop=lambda: self.failed.is_set() or self.server.forced.is_set(),
         )
+        reader.deadline = (
+            time.monotonic() + options.header_timeout,
+            f"no MRD header within {options.header_timeout:g} s of connecting (expected config and header first).",
+        )
+        self._reader = reader
         for message_id, item in _wire.messages(reader):
             if self.failed.is_set():
                 return
@@ -117,22 +130,27 @@ class Connection:
                 log.info("%s: parameters %r", self.peer, str(item)[:200])
             elif message_id == _wire.ACQUISITION:
                 self._acquisition(item)
-            elif message_id == _wire.WAVEFORM:
-                continue  # physiological waveforms: not used by the reconstruction
-            else:
-                raise _wire.ProtocolError(
-                    f"got a {_wire.KNOWN_IDS[message_id]} message; fastrecon serve reconstructs raw "
-                    "acquisitions (expected config, header, acquisitions, CLOSE)."
-                )
+            # WAVEFORM (physiological signals) is read and not used; images and arrays are refused
+            # by _wire.messages before their bodies are read.
         if self.assembler is not None:
             for item in self.assembler.flush():
                 self._submit(item)
+            if self.submitted == 0:  # as read_mrd refuses such a file: tell the client why nothing comes back
+                raise DataFormatError(
+                    f"no image to reconstruct: no imaging acquisitions ({self.assembler.acquisitions} "
+                    f"acquisitions, {self.assembler.skipped} skipped as noise or other non-imaging data, the rest "
+                    "calibration-only lines)."
+                )
         self.outbox.put(("done", self.submitted))
 
     def _header(self, header: Any) -> None:
         if self.assembler is not None:
             raise _wire.ProtocolError("a second MRD header arrived; expected one header per connection.")
-        self.assembler = KSpaceAssembler(header, max_pending_bytes=self.server.options.max_pending_bytes)
+        self.assembler = KSpaceAssembler(
+            header, max_pending_bytes=self.server.options.max_pending_bytes, budget=self.server.pending_budget
+        )
+        if self._reader is not None:
+            self._reader.deadline = None
         encoding = self.assembler.encoding
         channels = encoding.receiver_channels
         if channels is not None:
@@ -285,9 +303,13 @@ class MRDServer:
         if self.options.image_dtype not in ("float32", "uint16"):
             raise InputError(f"image dtype {self.options.image_dtype!r}; expected 'float32' or 'uint16'.")
         self.worker = ModelWorker(recon, batch_size=self.options.batch_size)
+        self.pending_budget = PendingBudget(self.options.max_total_pending_bytes)
         self.stopping = threading.Event()
         self.forced = threading.Event()
-        self._latencies: list[float] = []
+        self.stop_requested = threading.Event()
+        # The most recent latencies only: a server that runs for months must not grow with every image.
+        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.images_sent = 0
         self._lock = threading.Lock()
         self._connections: set[threading.Thread] = set()
         self._listener = socket.create_server((self.options.host, self.options.port), reuse_port=False)
@@ -307,10 +329,14 @@ class MRDServer:
     def record_latency(self, seconds: float) -> None:
         with self._lock:
             self._latencies.append(seconds)
+            self.images_sent += 1
 
     def latency_summary(self) -> dict[str, float]:
+        """:func:`latency_summary` of the last :data:`LATENCY_WINDOW` images, with ``images`` = all sent."""
         with self._lock:
-            return latency_summary(list(self._latencies))
+            summary = latency_summary(list(self._latencies))
+            summary["images"] = self.images_sent
+            return summary
 
     def start(self) -> MRDServer:
         """Start the model worker and accept connections in a background thread."""
@@ -357,6 +383,14 @@ class MRDServer:
         self._connections.add(thread)
         thread.start()
 
+    def request_stop(self) -> None:
+        """Ask for a shutdown (safe from a signal handler): sets :attr:`stop_requested` for the thread
+        that calls :meth:`shutdown`. A second request (SIGTERM or Ctrl-C again) does not wait for the
+        connections in flight: they are answered with TEXT + CLOSE at once."""
+        if self.stop_requested.is_set():
+            self.forced.set()
+        self.stop_requested.set()
+
     def shutdown(self, timeout: float = 60.0) -> dict[str, float]:
         """Stop accepting, let connections in flight finish (up to ``timeout`` s, then cut them off),
         stop the model worker; returns (and logs) the latency summary."""
@@ -383,6 +417,6 @@ def _format_summary(summary: dict[str, float]) -> str:
     if not summary.get("count"):
         return "no images sent"
     return (
-        f"{int(summary['count'])} images, latency p50 {summary['p50_ms']:.1f} ms, "
+        f"{int(summary['images'])} images, latency p50 {summary['p50_ms']:.1f} ms, "
         f"p90 {summary['p90_ms']:.1f} ms, max {summary['max_ms']:.1f} ms"
     )

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastrecon.data.mrd import MRDSlice
-from fastrecon.errors import FastreconError
+from fastrecon.errors import FastreconError, ReconstructionError
 
 log = logging.getLogger("fastrecon.serve")
 
@@ -88,23 +88,34 @@ class ModelWorker:
     def _run(self) -> None:
         while True:
             jobs, stop = self._take()
-            groups: dict[tuple[int, ...], list[Job]] = {}
-            for job in jobs:
-                if not job.cancelled():
-                    groups.setdefault(job.slice.kspace.shape, []).append(job)
-            for group in groups.values():
-                self._reconstruct(group)
+            try:
+                groups: dict[tuple[int, ...], list[Job]] = {}
+                for job in jobs:
+                    if not job.cancelled():
+                        groups.setdefault(job.slice.kspace.shape, []).append(job)
+                for group in groups.values():
+                    self._reconstruct(group)
+            except Exception as exc:  # a bug: the worker must live on, or every connection would wait forever
+                log.exception("the model worker failed on a batch")
+                for job in jobs:
+                    if not job.done_at:
+                        self._deliver(job, None, describe(exc))
             if stop:
                 return
 
     def _reconstruct(self, jobs: list[Job]) -> None:
         import torch
 
-        kspace = torch.from_numpy(np.stack([job.slice.kspace for job in jobs]))
-        mask = torch.from_numpy(np.stack([job.slice.mask for job in jobs])[:, None, None, :])
         try:
+            kspace = torch.from_numpy(np.stack([job.slice.kspace for job in jobs]))
+            mask = torch.from_numpy(np.stack([job.slice.mask for job in jobs])[:, None, None, :])
             images = np.asarray(self.recon.reconstruct(kspace, mask), dtype=np.float32)
-        except Exception as exc:  # reported to the client(s), never fatal to the server
+            if images.ndim != 3 or images.shape[0] != len(jobs):
+                raise ReconstructionError(
+                    f"the model returned images of shape {images.shape} for {len(jobs)} slices; expected "
+                    f"({len(jobs)}, H, W)."
+                )
+        except Exception as exc:  # out of memory, the model's errors: reported to the client(s), never fatal
             if len(jobs) > 1:
                 for job in jobs:  # find whose slice failed; the others still get their images
                     self._reconstruct([job])

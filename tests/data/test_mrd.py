@@ -200,3 +200,109 @@ def test_mrd_images_are_refused_for_a_fastmri_input(
     err = capsys.readouterr().err
     assert "MRD images are written from MRD raw input only" in err
     assert not (tmp_path / "o.mrd.h5").exists()
+
+
+def test_interleaved_slices_come_out_in_slice_order(tmp_path: Path) -> None:
+    case = raw_case(slices=3, noise_scans=0)  # slice n is the phantom scaled by 1 + 0.25 n
+    per_slice = len(case.acquisitions) // 3
+    groups = [case.acquisitions[n * per_slice : (n + 1) * per_slice] for n in range(3)]
+    assert all({a.idx.slice for a in group} == {n} for n, group in enumerate(groups))
+    raw = write_raw(tmp_path / "interleaved.h5", case.header, [*groups[2], *groups[0], *groups[1]])
+    volume = read_mrd(raw)
+    assert [s.key.slice for s in volume.slices] == [0, 1, 2]
+    assert volume.indices[:, 0].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(volume.kspace, case.kspace * case.mask, atol=1e-5 * np.abs(case.kspace).max())
+    out = tmp_path / "out.h5"
+    assert main(["reconstruct", str(raw), "--out", str(out), "--model", "demo-x8", "--device", "cpu"]) == 0
+    with h5py.File(out) as handle:
+        means = handle["reconstruction"][()].mean(axis=(1, 2))
+        assert means[0] < means[1] < means[2]  # rows in slice order, not acquisition order (2, 0, 1)
+        assert list(handle.attrs["mrd_index_fields"])[0] == "slice"
+        assert handle.attrs["mrd_indices"][:, 0].tolist() == [0, 1, 2]
+
+
+def test_last_in_slice_ends_every_phase_of_that_slice() -> None:
+    """Cine: phases are interleaved inside a slice and only the slice's very last readout is flagged."""
+    header = build_header(encoded_size=(16, 8), slices=2, phases=3, num_coils=4)
+    assembler = KSpaceAssembler(header)
+    completed = []
+    for n in (0, 1):
+        for e1 in range(8):
+            for phase in range(3):
+                acq = _line(16, e1=e1, slice=n, phase=phase)
+                if e1 == 7 and phase == 2:
+                    acq.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+                done = assembler.add(acq)
+                assert done == [] or (e1, phase) == (7, 2)
+                completed += done
+        assert assembler.pending == 0  # nothing of slice n is left waiting
+    assert [(s.key.slice, s.key.phase) for s in completed] == [(n, p) for n in (0, 1) for p in range(3)]
+    assert all(s.mask.all() for s in completed)
+
+
+@pytest.mark.parametrize("broken", ["scalar_xml", "foreign_data"])
+def test_cli_refuses_a_broken_mrd_layout_with_one_line(
+    broken: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastrecon.data.mrd_header import header_xml
+
+    raw = tmp_path / "broken.h5"
+    xml = header_xml(build_header(encoded_size=(16, 8), num_coils=2)).encode()
+    with h5py.File(raw, "w") as handle:
+        group = handle.create_group("dataset")
+        if broken == "scalar_xml":  # MRD writers store a 1-element string array
+            group["xml"] = xml
+            group.create_dataset("data", data=np.zeros(3, dtype=[("head", "i4"), ("data", "f4")]))
+        else:
+            group.create_dataset("xml", data=np.array([xml], dtype=h5py.special_dtype(vlen=bytes)))
+            group.create_dataset("data", data=np.zeros(3, dtype=[("head", "i4"), ("data", "f4")]))
+    assert main(["reconstruct", str(raw), "--out", str(tmp_path / "o.h5"), "--model", "demo-x8", "--device", "cpu"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be read" in err[0] and "broken.h5" in err[0], err
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_oversampling_removed_when_the_recon_matrix_is_interpolated(case) -> None:  # type: ignore[no-untyped-def]
+    """A scanner that interpolates the image writes reconSpace x = encodedSpace x; the fields of view still say
+    the readout is 2x oversampled (Gadgetron removes it by that ratio), so the margins must go."""
+    header = build_header(
+        encoded_size=(128, 64),
+        recon_size=(128, 128),
+        fov_mm=(256.0, 128.0, 5.0),
+        recon_fov_mm=(128.0, 128.0, 5.0),
+        e1_limits=(0, 64 - 1 - case.left, 32 - case.left),
+        slices=2,
+        num_coils=4,
+    )
+    assembler = KSpaceAssembler(header)
+    completed = []
+    for acq in case.acquisitions:
+        completed += assembler.add(acq)
+    assert [s.kspace.shape for s in completed] == [(4, 64, 64)] * 2
+    np.testing.assert_allclose(
+        completed[1].kspace, case.kspace[1] * case.mask, atol=1e-5 * np.abs(case.kspace).max()
+    )
+
+
+def test_pending_budget_shared_by_assemblers() -> None:
+    from fastrecon.data.mrd import PendingBudget
+
+    header = build_header(encoded_size=(16, 8), slices=4, num_coils=4)
+    one_slice = 4 * 16 * 8 * 8
+    budget = PendingBudget(3 * one_slice)
+    first, second = KSpaceAssembler(header, budget=budget), KSpaceAssembler(header, budget=budget)
+    first.add(_line(16, slice=0))
+    first.add(_line(16, slice=1))
+    second.add(_line(16, slice=0))
+    assert budget.used == 3 * one_slice
+    with pytest.raises(DataFormatError, match="already holds 0 MiB of incomplete slices for its clients"):
+        second.add(_line(16, slice=1))  # each is under its own limit; together they are not
+    done = _line(16, e1=1, slice=0)
+    done.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+    assert (
+        len(first.add(done)) == 1 and budget.used == 2 * one_slice
+    )  # a completed slice gives its bytes back
+    second.add(_line(16, slice=1))
+    first.close()  # a stream that ended early gives back what it held
+    second.close()
+    assert budget.used == 0 and first.pending == 0

@@ -54,3 +54,21 @@ def test_write_and_read_images(case, tmp_path) -> None:  # type: ignore[no-untyp
     np.testing.assert_array_equal(np.stack([image_array(i) for i in back]), images)
     with pytest.raises(OutputExistsError, match="already exists"):
         write_mrd_images(out, back)
+
+
+def test_phase_oversampling_cropped_by_the_fields_of_view() -> None:
+    """60 lines over 120 mm (1.2x phase oversampling of a 100 mm field of view), recon matrix interpolated to
+    64: the image keeps the 50 columns that cover 100 mm, not 60 columns labelled 100 mm."""
+    from fastrecon.data.mrd import MRDSlice, SliceKey
+
+    header = build_header(
+        encoded_size=(64, 60), recon_size=(64, 64), fov_mm=(64.0, 120.0, 5.0), recon_fov_mm=(64.0, 100.0, 5.0)
+    )
+    encoding = KSpaceAssembler(header).encoding
+    item = MRDSlice(
+        kspace=np.zeros((1, 64, 60), np.complex64), mask=np.ones(60, bool), key=SliceKey(), head=None
+    )
+    image = np.random.default_rng(2).random((1, 64, 60)).astype(np.float32)
+    (mrd,) = to_mrd_images(image, [item], encoding)
+    assert tuple(mrd.matrix_size) == (64, 50, 1) and tuple(mrd.field_of_view) == (64.0, 100.0, 5.0)
+    np.testing.assert_array_equal(image_array(mrd), image[0][:, 5:55])

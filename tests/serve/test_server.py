@@ -91,6 +91,22 @@ def test_stream_file(server, case, expected, tmp_path: Path) -> None:  # type: i
     _check_images(result.images, expected)
 
 
+def test_client_built_like_the_reference_client(server, case, expected) -> None:  # type: ignore[no-untyped-def]
+    """python-ismrmrd-server's client.py writes envelopes by hand: CONFIG_FILE, the XML header and the JSON
+    parameters each ending with a NUL, then acquisitions and CLOSE, and keeps reading until CLOSE."""
+
+    def text(message_id: int, contents: str) -> bytes:
+        body = (contents + "\0").encode("utf-8")
+        return struct.pack("<HI", message_id, len(body)) + body
+
+    data = struct.pack("<H", 1) + struct.pack("1024s", b"fastrecon")
+    data += text(3, case.header.toXML("utf-8")) + text(5, '{"parameters": {"config": "fastrecon"}}')
+    data += b"".join(payload(acq, close=False) for acq in case.acquisitions) + struct.pack("<H", 4)
+    answer = exchange(server.address[1], data)
+    assert answer.closed and answer.texts == []
+    _check_images(answer.images, expected)
+
+
 def _acquisition_bytes(case) -> bytes:  # type: ignore[no-untyped-def]
     return payload(case.acquisitions[5], close=False)
 
@@ -111,6 +127,7 @@ def _acquisition_bytes(case) -> bytes:  # type: ignore[no-untyped-def]
         ("before_header", "before the MRD header"),
         ("image_in", "reconstructs raw acquisitions"),
         ("all_zero", "all zeros"),
+        ("no_imaging", "no imaging acquisitions (5 acquisitions, 2 skipped"),
     ],
 )
 def test_faults_answered_with_text_then_close(server, case, fault: str, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -147,6 +164,8 @@ def test_faults_answered_with_text_then_close(server, case, fault: str, message:
     elif fault == "image_in":
         image = ismrmrd.Image.from_array(np.zeros((4, 4), np.float32))
         data = good_header + payload(image)
+    elif fault == "no_imaging":  # the noise scans and calibration-only lines, nothing else
+        data = payload(CONFIG, case.header, *case.acquisitions[:5])
     else:  # all_zero: a complete slice of zeros cannot be reconstructed
         zero = ismrmrd.Acquisition(acq.getHead(), np.zeros_like(acq.data))
         zero.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
@@ -155,6 +174,12 @@ def test_faults_answered_with_text_then_close(server, case, fault: str, message:
     assert answer.closed, fault
     assert len(answer.texts) == 1 and message in answer.texts[0], answer.texts
     assert answer.images == []
+
+
+def test_config_then_close_is_a_quiet_query(server) -> None:  # type: ignore[no-untyped-def]
+    """Gadgetron's dependency query (and python-ismrmrd-server's handling of it): config, CLOSE, no header."""
+    answer = exchange(server.address[1], payload(CONFIG))
+    assert answer.closed and answer.texts == [] and answer.images == []
 
 
 def test_disconnect_mid_stream_then_still_serving(server, case, expected) -> None:  # type: ignore[no-untyped-def]
@@ -250,6 +275,39 @@ def test_sigterm_finishes_in_flight_and_exits_0(case, tmp_path: Path) -> None:  
             process.communicate(timeout=10)
 
 
+def test_second_stop_request_cuts_off_a_stalled_stream(demo, case) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM lets connections finish (up to the grace time); a second SIGTERM / Ctrl-C must not wait."""
+    srv = MRDServer(demo, ServeOptions(port=0)).start()
+    with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as sock:
+        sock.sendall(payload(CONFIG, case.header, *case.acquisitions[:10], close=False))  # ...then stalls
+        time.sleep(0.3)
+        srv.request_stop()
+        assert srv.stop_requested.is_set() and not srv.forced.is_set()
+        done = threading.Event()
+        threading.Thread(target=lambda: (srv.shutdown(timeout=60.0), done.set()), daemon=True).start()
+        assert not done.wait(1.0)  # the stalled stream is given its grace time...
+        started = time.monotonic()
+        srv.request_stop()  # ...until asked again
+        answer = read_answer(sock)
+        assert done.wait(20.0) and time.monotonic() - started < 15
+    assert answer.closed and answer.texts == ["the server is shutting down; the stream was not finished."]
+
+
+def test_latencies_kept_are_bounded(demo, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import fastrecon.serve.server as server_module
+
+    monkeypatch.setattr(server_module, "LATENCY_WINDOW", 5)
+    srv = MRDServer(demo, ServeOptions(port=0))
+    try:
+        for value in range(1, 101):
+            srv.record_latency(value / 1000)
+        summary = srv.latency_summary()
+        assert summary["images"] == 100 and summary["count"] == 5  # a long-running server does not grow
+        assert summary["max_ms"] == pytest.approx(100.0) and summary["p50_ms"] == pytest.approx(98.0)
+    finally:
+        srv.shutdown(timeout=5)
+
+
 def test_payload_helper_round_trip(case) -> None:  # type: ignore[no-untyped-def]
     items = list(ismrmrd.ProtocolDeserializer(io.BytesIO(payload(CONFIG, case.header, "x"))).deserialize())
     assert items[0] == "fastrecon" and items[2] == "x"
@@ -266,6 +324,65 @@ def test_idle_client_is_answered_and_dropped(demo, case) -> None:  # type: ignor
             answer.closed and len(answer.texts) == 1 and "no data from the client for 1 s" in answer.texts[0]
         )
         assert time.monotonic() - started < 15
+    finally:
+        srv.shutdown(timeout=10)
+
+
+def test_trickling_client_without_header_is_dropped(demo, case) -> None:  # type: ignore[no-untyped-def]
+    """A client that sends a few bytes now and then, never a header, must not hold a connection slot for long."""
+    srv = MRDServer(demo, ServeOptions(port=0, header_timeout=1.0, max_connections=1)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as sock:
+            data = payload(CONFIG, close=False)
+            started = time.monotonic()
+            try:
+                for offset in range(0, len(data), 8):  # 8 bytes every 0.1 s: never idle, never done
+                    sock.sendall(data[offset : offset + 8])
+                    time.sleep(0.1)
+                    if time.monotonic() - started > 5:
+                        break
+            except OSError:  # the server hung up on us
+                pass
+            answer = read_answer(sock)
+        assert answer.closed and len(answer.texts) == 1 and "no MRD header within 1 s" in answer.texts[0]
+        assert time.monotonic() - started < 10
+        for _ in range(25):  # the slot is free again (once the dropped connection's thread has ended)
+            after = stream(case.header, case.acquisitions, port=srv.address[1], timeout=60)
+            if not (after.texts and after.texts[0].startswith("server busy")):
+                break
+            time.sleep(0.2)
+        assert after.closed and after.texts == [] and len(after.images) == 2
+    finally:
+        srv.shutdown(timeout=10)
+
+
+def test_abandoned_streams_give_back_their_pending_memory(demo, case, expected) -> None:  # type: ignore[no-untyped-def]
+    """The limit on incomplete slices of all clients together: a client that disconnects mid-slice must not
+    keep its share, or after a few such clients the server would refuse everyone."""
+    srv = MRDServer(demo, ServeOptions(port=0, max_total_pending_bytes=300 * 2**10)).start()  # ~1 slice
+    try:
+        partial = payload(CONFIG, case.header, *case.acquisitions[:20], close=False)  # inside slice 0
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as sock:
+                sock.sendall(partial)
+                time.sleep(0.2)
+        deadline = time.monotonic() + 20
+        while srv.pending_budget.used and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert srv.pending_budget.used == 0
+        result = stream(case.header, case.acquisitions, port=srv.address[1], timeout=60)
+        assert result.closed and result.texts == []
+        _check_images(result.images, expected)
+        both = payload(CONFIG, case.header, *case.acquisitions[:20], close=False)
+        with socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as holder:
+            holder.sendall(both)  # holds one slice's worth...
+            time.sleep(0.5)
+            refused = exchange(srv.address[1], payload(CONFIG, case.header, *case.acquisitions[:20]))
+        assert (
+            refused.closed
+            and len(refused.texts) == 1
+            and "incomplete slices for its clients" in refused.texts[0]
+        )
     finally:
         srv.shutdown(timeout=10)
 
@@ -294,8 +411,7 @@ def test_client_command_writes_images(server, case, expected, tmp_path: Path) ->
         client_main([str(raw), "--port", str(server.address[1]), "--out", str(out), "--timeout", "60"]) == 0
     )
     _check_images(read_mrd_images(out), expected)
-    with pytest.raises(fastrecon.FastreconError, match="already exists"):
-        client_main([str(raw), "--port", str(server.address[1]), "--out", str(out)])
+    assert client_main([str(raw), "--port", str(server.address[1]), "--out", str(out)]) == 2  # already exists
 
 
 def test_cli_serve_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
@@ -304,3 +420,21 @@ def test_cli_serve_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["serve", "--model", "demo-x8", "--device", "cpu", "--port", "70000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--port 70000 is not a TCP port" in err[0]
+
+
+def test_client_command_errors_are_one_line(case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from fastrecon.serve.client import main as client_main
+
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = str(unused.getsockname()[1])
+    for argv, message in [
+        ([str(raw), "--port", port], "cannot stream to 127.0.0.1:"),
+        ([str(raw), "--port", port, "--group", "nope"], "has no MRD raw data group 'nope'"),
+        ([str(raw), "--port", port, "--out", str(raw)], "is the input file"),
+        ([str(tmp_path / "missing.h5"), "--port", port], "is not an MRD raw data file"),
+    ]:
+        assert client_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

@@ -62,3 +62,31 @@ def test_batches_waiting_slices_and_isolates_failures() -> None:
         np.testing.assert_allclose(image, np.full((4, 4), 2 * value, np.float32))
     assert results[2][0] is None and "all zeros" in str(results[2][1])
     assert results[4][1] is None and np.asarray(results[4][0]).shape == (6, 4)
+
+
+class BrokenRecon(FakeRecon):
+    """Returns one image too few for its first batch (a backend bug), then behaves."""
+
+    def reconstruct(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        images = super().reconstruct(kspace, mask)
+        return images[1:] if len(self.calls) == 1 else images
+
+
+def test_worker_survives_a_model_that_returns_too_few_images() -> None:
+    worker = ModelWorker(BrokenRecon(), batch_size=1)
+    results: list[tuple[object, object]] = []
+    done = threading.Event()
+
+    def deliver(job: Job, image: object, error: object) -> None:
+        results.append((image, error))
+        if len(results) == 2:
+            done.set()
+
+    worker.submit(Job(_slice(1.0), deliver))
+    worker.submit(Job(_slice(2.0), deliver))  # after the bad batch: the worker must still be there
+    worker.start()
+    assert done.wait(30)
+    worker.stop(timeout=30)
+    assert results[0][0] is None and "returned images of shape (0, 4, 4) for 1 slices" in str(results[0][1])
+    assert results[1][1] is None
+    np.testing.assert_allclose(results[1][0], np.full((4, 4), 4.0, np.float32))  # type: ignore[arg-type]
