@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from fastrecon.errors import InputError, TrainingError, WeightsError
 from fastrecon.metrics import SSIMLoss
 from fastrecon.models import build_model
 from fastrecon.models.unrolled import UnrolledNet
-from fastrecon.physics import ifft2c, rss
+from fastrecon.physics import acs_count_masks, ifft2c, rss
 from fastrecon.registry import ModelConfig
 from fastrecon.weights import load_state_dict_strict, save_checkpoint
 
@@ -109,6 +110,19 @@ def _resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume.pt")
 
 
+def batch_acs(mask: torch.Tensor, num_low_frequencies: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """The ACS columns ``(B, 1, 1, W)`` of a batch from each sample's count (the mask function's
+    ``num_low_frequencies``, or the block found in a stored mask), as fastMRI's VarNet training passes
+    ``num_low_frequencies`` to the model instead of searching the mask for it."""
+    counts = [int(n) for n in num_low_frequencies]
+    if len(counts) != mask.shape[0]:
+        raise InputError(
+            f"{len(counts)} ACS counts for a batch of {mask.shape[0]} masks; expected one per sample."
+        )
+    rows = [acs_count_masks(mask[i : i + 1], n) for i, n in enumerate(counts)]
+    return torch.cat(rows).reshape(mask.shape[0], 1, 1, -1)
+
+
 def _run_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -135,8 +149,9 @@ def _run_epoch(
             if step >= steps:
                 break
             kspace, mask, target, data_range = (t.to(device) for t in normalise_batch(batch))
+            acs = batch_acs(mask, batch.num_low_frequencies)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                output = model(kspace, mask)
+                output = model(kspace, mask, acs)
             loss = loss_fn(output.float(), target, data_range)
             if not torch.isfinite(loss):
                 raise TrainingError(

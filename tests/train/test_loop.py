@@ -149,3 +149,45 @@ def test_cli_train_on_simulated_data(
     assert code == 0
     printed = capsys.readouterr().out
     assert f"sha256 {sha256_file(out)}" in printed
+
+
+def test_batch_acs_is_the_mask_functions_count_not_the_rule() -> None:
+    from fastrecon.physics import acs_masks
+    from fastrecon.train.loop import batch_acs
+
+    # A 368-wide knee at x4 (fastMRI's knee validation): the mask function samples 29 centre lines, the
+    # contiguous-block rule finds a different block.
+    drawn = EquispacedMaskFractionFunc([0.08], [4]).sample(368, seed=3)
+    mask = drawn.mask.reshape(1, 1, 1, -1)
+    acs = batch_acs(mask, torch.tensor([drawn.num_low_frequencies]))
+    assert acs.shape == (1, 1, 1, 368) and int(acs.sum()) == drawn.num_low_frequencies == 29
+    start = (368 - 29 + 1) // 2
+    assert bool(acs[0, 0, 0, start : start + 29].all())
+    assert not torch.equal(acs.reshape(-1), acs_masks(mask).reshape(-1))
+    with pytest.raises(fastrecon.errors.InputError, match="one per sample"):
+        batch_acs(mask, [29, 29])
+
+
+def test_training_gives_the_model_the_samples_acs_count(
+    config: fastrecon.ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastrecon.metrics import SSIMLoss
+    from fastrecon.models.unrolled import UnrolledNet
+    from fastrecon.train.loop import _run_epoch
+
+    seen: list[torch.Tensor | None] = []
+    forward = UnrolledNet.forward
+
+    def spy(self, kspace0, mask, acs=None, output="rss"):  # type: ignore[no-untyped-def]
+        seen.append(acs)
+        return forward(self, kspace0, mask, acs, output)
+
+    monkeypatch.setattr(UnrolledNet, "forward", spy)
+    data, _ = datasets()
+    loader = torch.utils.data.DataLoader(data, batch_size=2)
+    model = build_model(config, warn_random_encoder=False)
+    settings = TrainSettings(max_steps_per_epoch=1)
+    _run_epoch(model, loader, SSIMLoss(), torch.device("cpu"), None, settings, "val", False)
+    batch = next(iter(loader))
+    assert len(seen) == 1 and seen[0] is not None
+    assert seen[0].sum(dim=-1).flatten().tolist() == batch.num_low_frequencies.tolist()
