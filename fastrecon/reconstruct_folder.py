@@ -87,7 +87,14 @@ def output_path(out: Path, relative: Path, format: str) -> Path:
 
 
 def _is_done(path: Path, format: str) -> bool:
-    return path.is_dir() if format == "dicom" else path.is_file()
+    """An output counts as done when it is what the format writes: a file, or (DICOM) a folder holding
+    ``.dcm`` files and nothing else (a folder that merely has the name, e.g. a user's, is not)."""
+    if format != "dicom":
+        return path.is_file()
+    if path.is_symlink() or not path.is_dir():
+        return False
+    entries = list(path.iterdir())
+    return bool(entries) and all(e.is_file() and e.suffix == ".dcm" for e in entries)
 
 
 def check_folders(root: str | Path, out: str | Path, format: str | None) -> tuple[Path, Path, str]:
@@ -157,7 +164,21 @@ def plan_folder(root: Path, out: Path, format: str, overwrite: bool) -> Plan:
             skipped += 1
             continue
         jobs.append(Job(str(source), str(target), relative.as_posix(), source.stat().st_size))
+    _refuse_nested_outputs(by_output)
     return Plan(str(root), str(out), format, jobs, skipped, len(inputs))
+
+
+def _refuse_nested_outputs(by_output: dict[Path, Path]) -> None:
+    """Refuse an output that would lie inside another one: ``a.h5`` beside a folder ``a/`` gives, in
+    DICOM, a series folder ``OUT/a`` that would also hold ``a/x.h5``'s series ``OUT/a/x``."""
+    targets = set(by_output)
+    for target, source in by_output.items():
+        for parent in target.parents:
+            if parent in targets:
+                raise InputError(
+                    f"the output of {str(source)!r}, {str(target)!r}, would lie inside the output of "
+                    f"{str(by_output[parent])!r}, {str(parent)!r}; rename one of them (or choose another --format)."
+                )
 
 
 def shard(jobs: list[Job], world: int) -> list[list[Job]]:

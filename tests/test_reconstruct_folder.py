@@ -17,7 +17,8 @@ from fastrecon import reconstruct_folder as folder_mod
 from fastrecon._distributed import DistInfo
 from fastrecon.cli import main
 from fastrecon.data.simulate import simulate_multicoil
-from fastrecon.reconstruct_folder import Job, find_inputs, shard
+from fastrecon.errors import InputError
+from fastrecon.reconstruct_folder import Job, find_inputs, plan_folder, shard
 from tests.data._files import fastmri_header, write_fastmri_file, write_mat73
 from tests.helpers import tiny_varnet_config
 
@@ -383,3 +384,26 @@ def test_torchrun_with_one_file_is_refused(
         == 2
     )
     assert "Give a folder" in capsys.readouterr().err and not out.exists()
+
+
+def test_outputs_that_would_lie_inside_another_output_are_refused(tmp_path: Path) -> None:
+    """``a.h5`` beside a folder ``a/``: in DICOM the series ``OUT/a`` would also hold ``a/x.h5``'s series."""
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub.h5").write_bytes(b"")
+    (root / "sub" / "x.h5").write_bytes(b"")
+    with pytest.raises(InputError, match="would lie inside the output of"):
+        plan_folder(root, tmp_path / "out", "dicom", overwrite=False)
+    assert len(plan_folder(root, tmp_path / "out", "h5", overwrite=False).todo) == 2  # files: no nesting
+
+
+def test_a_dicom_output_is_done_only_when_it_is_a_series(tmp_path: Path) -> None:
+    root, out = tmp_path / "data", tmp_path / "out"
+    root.mkdir()
+    for name in ("empty", "notes", "series"):
+        (root / f"{name}.h5").write_bytes(b"")
+        (out / name).mkdir(parents=True)
+    (out / "notes" / "notes.txt").write_text("a user's folder of the same name")
+    (out / "series" / "IM_0001.dcm").write_bytes(b"")
+    plan = plan_folder(root, out, "dicom", overwrite=False)
+    assert [job.relative for job in plan.todo] == ["empty.h5", "notes.h5"] and plan.skipped == 1
