@@ -16,6 +16,7 @@ pattern); coil compression, when asked for, is per item (each frame its own virt
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -210,15 +211,16 @@ def stream(
                     held = item
                     break
                 group.append(item)
-            options = {"return_complex": return_complex, "num_low_frequencies": num_low_frequencies}
             images: Any = None
             if len(group) > 1:
-                try:
+                # One item's bad data (e.g. no ACS block) fails the batch: then redo it item by item below.
+                with contextlib.suppress(FastreconError):
                     images = recon.reconstruct(
-                        torch.cat([item.kspace for item in group]), torch.cat([item.mask for item in group]), **options
+                        torch.cat([item.kspace for item in group]),
+                        torch.cat([item.mask for item in group]),
+                        return_complex=return_complex,
+                        num_low_frequencies=num_low_frequencies,
                     )
-                except FastreconError:  # one item's data (e.g. its ACS block) is bad: redo them one by one below
-                    images = None
             if images is not None:
                 for item, image in zip(group, images, strict=True):
                     out = from_torch(image, item.origin)
@@ -226,7 +228,12 @@ def stream(
             else:  # the items before a bad one get their images; its error names it
                 for item in group:
                     try:
-                        image = recon.reconstruct(item.kspace, item.mask, **options)[0]
+                        image = recon.reconstruct(
+                            item.kspace,
+                            item.mask,
+                            return_complex=return_complex,
+                            num_low_frequencies=num_low_frequencies,
+                        )[0]
                     except FastreconError as exc:
                         raise _named(exc, item.index) from None
                     out = from_torch(image, item.origin)

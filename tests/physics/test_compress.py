@@ -104,7 +104,9 @@ def test_odd_coil_counts_and_every_shared_mask_layout() -> None:
         assert out.shape == (2, 3, 9, 11), name
         assert not bool(torch.where(full, 0, out).abs().amax()), name  # still zero outside the mask
         energy = kept.abs().pow(2).sum(dim=1)
-        assert torch.allclose(out.abs().pow(2).sum(dim=1), energy, rtol=1e-4, atol=1e-6 * float(energy.max())), name
+        assert torch.allclose(
+            out.abs().pow(2).sum(dim=1), energy, rtol=1e-4, atol=1e-6 * float(energy.max())
+        ), name
 
 
 def test_a_mask_per_coil_is_refused(demo: fastrecon.Reconstructor) -> None:
