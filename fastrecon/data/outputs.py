@@ -149,7 +149,12 @@ def write_images(
             "fastrecon.data.mrd_images.write_mrd_images (from MRD raw input), not from an image array."
         )
     array = _as_images(images)
-    attrs = dict(attrs or {})
+    # A file name that is not UTF-8 (Linux allows any bytes) reaches here with surrogates, which HDF5 and
+    # DICOM text cannot hold: keep such characters as backslash escapes.
+    attrs = {
+        key: value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+        for key, value in (attrs or {}).items()
+    }
     if fmt == "h5":
         from fastrecon.data.fastmri import write_reconstruction
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import h5py
@@ -203,3 +204,18 @@ def test_command_line_writes_nifti_and_dicom_with_the_header_geometry(tmp_path: 
         assert np.abs(ds.pixel_array * slope + float(ds.RescaleIntercept) - expected[n]).max() <= slope
     # An existing series needs --overwrite, like a file.
     assert main(["reconstruct", str(source), "--out", str(tmp_path / "dcm"), "--format", "dicom", *args]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["h5", "dicom"])
+def test_a_source_name_that_is_not_utf8_is_kept_escaped(images: np.ndarray, tmp_path: Path, fmt: str) -> None:
+    """Linux file names may be any bytes; Python gives them surrogates, which HDF5/DICOM text cannot hold."""
+    source = str(tmp_path / os.fsdecode(b"scan\xfe.h5"))
+    out = write_images(
+        tmp_path / ("r.h5" if fmt == "h5" else "series"), images, attrs={"source": source}, format=fmt
+    )
+    if fmt == "h5":
+        with h5py.File(out, "r") as handle:
+            written = handle.attrs["source"]
+    else:
+        written = pydicom.dcmread(out / "IM_0001.dcm").ImageComments
+    assert written.endswith("scan\\udcfe.h5")
