@@ -6,8 +6,9 @@ hold. The unit of work is the file (a large file is never split between ranks).
 * Inputs: files ending in ``.h5`` or ``.mat`` under the input folder, recursively, in sorted order;
   hidden files and folders (names starting with ``.``, which includes fastrecon's temporary files),
   CMRxRecon mask files (``*_mask*.mat``, ``mask*.mat``) and anything inside the output folder are
-  skipped, so an output folder inside the input folder is never read as input. The output folder may
-  not be the input folder itself.
+  skipped, so an output folder inside the input folder is never read as input (one that already holds
+  data files is refused). The output folder may not be the input folder itself, and a data file
+  (k-space) where an output would go is never skipped as done nor replaced.
 * Outputs: ``OUT/<relative path>`` with the input's stem and the format's suffix (``.h5``,
   ``.nii.gz``, or a DICOM folder without suffix), each written atomically.
 * Resume: an output that exists is skipped (a rerun after a crash or preemption does only the rest;
@@ -136,8 +137,46 @@ def find_inputs(root: Path, out: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def holds_raw_data(path: Path) -> bool:
+    """True when ``path`` is a data file (what a reconstruction is made from), never a reconstruction: a
+    ``.mat`` file, an HDF5 file with a ``kspace`` dataset (fastMRI) or MRD raw data. An unreadable file
+    is not (it is no one's data, and no complete output either)."""
+    if path.suffix.lower() == ".mat":
+        return True
+    if path.suffix.lower() != ".h5" or not path.is_file():
+        return False
+    import h5py
+
+    from fastrecon.data.mrd import is_mrd_file
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "kspace" in handle:
+                return True
+    except (OSError, ValueError):
+        return False
+    return is_mrd_file(path)
+
+
+def _refuse_data_in_output(root: Path, out: Path) -> None:
+    """An output folder inside the input folder is not read as input: refuse one that already holds data
+    files (they would be skipped silently, or taken for finished outputs)."""
+    if not out.is_dir() or not out.resolve().is_relative_to(root.resolve()):
+        return
+    for path in sorted(out.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(out).parts):
+            continue
+        if path.suffix.lower() in INPUT_SUFFIXES and not _is_mask_file(path) and holds_raw_data(path):
+            raise OutputExistsError(
+                f"the output folder {str(out)!r} is inside the input folder and holds the data file {str(path)!r}, "
+                "which would not be reconstructed (the output folder is not read as input) and could be taken for "
+                "an output. Give an output folder that holds no data files."
+            )
+
+
 def plan_folder(root: Path, out: Path, format: str, overwrite: bool) -> Plan:
     """List the inputs, map each to its output, refuse collisions, and split done from to-do."""
+    _refuse_data_in_output(root, out)
     inputs = find_inputs(root, out)
     if not inputs:
         raise InputError(
@@ -159,6 +198,11 @@ def plan_folder(root: Path, out: Path, format: str, overwrite: bool) -> Plan:
             raise OutputExistsError(
                 f"the output for {str(source)!r} would be {str(target)!r}, which is an input; refusing to write over "
                 "an input. Give another output folder."
+            )
+        if holds_raw_data(target):
+            raise OutputExistsError(
+                f"the output for {str(source)!r} would be {str(target)!r}, which holds raw data (k-space), not a "
+                "reconstruction; refusing to skip or replace it. Give another output folder."
             )
         if not overwrite and _is_done(target, format):
             skipped += 1
