@@ -157,8 +157,15 @@ def _checked_item(recon: Reconstructor, index: int, raw: Any, coil_compress: boo
     batch = tensor.unsqueeze(0)
     _, _, height, width = batch.shape
     mask_t = infer_mask(batch) if mask is None else recon._mask_tensor(mask, batch.shape)
-    rows = height if mask_t.ndim in (2, 4) and mask_t.shape[-2] != 1 else 1
-    mask_t = mask_t.to(device=batch.device, dtype=torch.bool).reshape(1, 1, rows, width)
+    if mask_t.ndim < 4:  # (W,) or (H, W), checked against the item's size
+        mask_t = mask_t.reshape(1, 1, -1 if mask_t.ndim == 2 else 1, width)
+    elif tuple(mask_t.shape[:2]) != (1, 1):
+        raise InputError(
+            f"mask has shape {tuple(mask_t.shape)}; one slice or frame takes one mask shared by its coils: "
+            f"(W,), (H, W), (1, 1, 1, W) or (1, 1, H, W) with (H, W) = ({height}, {width})."
+        )
+    rows = height if mask_t.shape[-2] != 1 else 1
+    mask_t = mask_t.to(device=batch.device, dtype=torch.bool).expand(1, 1, rows, width).contiguous()
     batch = recon._fit_coils(batch, mask_t, coil_compress)
     return _Item(batch, mask_t, origin, key, keyed, index)
 

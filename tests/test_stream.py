@@ -184,3 +184,16 @@ def test_an_item_error_names_the_item(demo: fastrecon.Reconstructor) -> None:
     kspace, mask = masked_kspace(num=2, coils=4, height=32, width=32, seed=8)
     with pytest.raises(InputError, match=r"stream item 1: 1-D mask has 5 entries"):
         list(demo.stream([(kspace[0], mask), (kspace[1], mask[:5])]))
+
+
+def test_four_dimensional_masks_of_one_item(demo: fastrecon.Reconstructor) -> None:
+    """A 4-D mask of one item: (1, 1, 1, W) is its column mask; one per coil or per several slices is
+    refused with the item named (was a RuntimeError from a reshape)."""
+    kspace, mask = masked_kspace(num=1, coils=4, height=32, width=32, seed=9)
+    _close(next(demo.stream([(kspace[0], mask.reshape(1, 1, 1, 32))])), demo.reconstruct(kspace[0], mask))
+    for bad in (
+        mask.reshape(1, 1, 1, 32).expand(1, 4, 32, 32),
+        mask.reshape(1, 1, 1, 32).expand(2, 1, 1, 32),
+    ):
+        with pytest.raises(InputError, match=r"stream item 0: mask has shape \((1, 4, 32|2, 1, 1), 32\)"):
+            next(demo.stream([(kspace[0], bad.clone())]))
