@@ -246,6 +246,7 @@ def _write_dicom(
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds = Dataset()
             ds.file_meta = meta
+            ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the source path and model name may be any text
             ds.SOPClassUID = UID(MR_IMAGE_STORAGE)
             ds.SOPInstanceUID = uid
             ds.StudyInstanceUID = study
@@ -266,6 +267,8 @@ def _write_dicom(
             ds.AccessionNumber = ""
             ds.ReferringPhysicianName = ""
             ds.SeriesNumber = 1
+            ds.Laterality = ""  # type 2C (paired body parts): unknown here
+            ds.PatientPosition = ""  # type 2C for MR without a Patient Orientation Code Sequence: unknown here
             ds.InstanceNumber = n + 1
             ds.ScanningSequence = "RM"  # research mode: the sequence is not known here
             ds.SequenceVariant = "NONE"

@@ -219,3 +219,15 @@ def test_a_source_name_that_is_not_utf8_is_kept_escaped(images: np.ndarray, tmp_
     else:
         written = pydicom.dcmread(out / "IM_0001.dcm").ImageComments
     assert written.endswith("scan\\udcfe.h5")
+
+
+def test_dicom_text_is_utf8_and_conditional_attributes_are_present(
+    images: np.ndarray, tmp_path: Path
+) -> None:
+    """dciodvfy's findings: non-ASCII text needs a character set; GeneralSeries' Laterality and
+    PatientPosition (type 2C, required for MR) must be present, empty when unknown."""
+    source = "data/Müller é/scan.h5"
+    out = write_images(tmp_path / "series", images, attrs={"source": source, "model": "x"}, format="dicom")
+    for ds in read_series(out):
+        assert ds.SpecificCharacterSet == "ISO_IR 192" and ds.ImageComments == source
+        assert ds.Laterality == "" and ds.PatientPosition == ""
