@@ -298,6 +298,8 @@ def _write_dicom(
             high = float(array.max())
             ds.WindowCenter = _ds(high / 2)
             ds.WindowWidth = _ds(max(high, 1e-6))
+            if high < 1:  # DICOM's default (LINEAR) window needs a width >= 1; reconstructions are often tiny
+                ds.VOILUTFunction = "LINEAR_EXACT"
             ds.PixelData = stored[n].tobytes()
             path = temp / f"IM_{n + 1:04d}.dcm"
             if legacy:  # pydicom 2.x

@@ -231,3 +231,13 @@ def test_dicom_text_is_utf8_and_conditional_attributes_are_present(
     for ds in read_series(out):
         assert ds.SpecificCharacterSet == "ISO_IR 192" and ds.ImageComments == source
         assert ds.Laterality == "" and ds.PatientPosition == ""
+
+
+@pytest.mark.parametrize("peak", [1e-3, 0.5, 200.0])
+def test_dicom_window_is_valid_for_small_and_large_values(tmp_path: Path, peak: float) -> None:
+    """A LINEAR window must be at least 1 wide; tiny magnitudes (fastMRI's are ~1e-4) get LINEAR_EXACT."""
+    images = np.linspace(0, peak, 2 * 6 * 5, dtype=np.float32).reshape(2, 6, 5)
+    for ds in read_series(write_images(tmp_path / "s", images, format="dicom")):
+        width = float(ds.WindowWidth)
+        assert width == pytest.approx(peak, rel=1e-6)
+        assert ds.get("VOILUTFunction", "LINEAR") == ("LINEAR_EXACT" if width < 1 else "LINEAR")
