@@ -268,7 +268,9 @@ def _write_dicom(
             ds.ReferringPhysicianName = ""
             ds.SeriesNumber = 1
             ds.Laterality = ""  # type 2C (paired body parts): unknown here
-            ds.PatientPosition = ""  # type 2C for MR without a Patient Orientation Code Sequence: unknown here
+            ds.PatientPosition = (
+                ""  # type 2C for MR without a Patient Orientation Code Sequence: unknown here
+            )
             ds.InstanceNumber = n + 1
             ds.ScanningSequence = "RM"  # research mode: the sequence is not known here
             ds.SequenceVariant = "NONE"
