@@ -265,8 +265,10 @@ def _remove_stale_temps(target: Path) -> None:
     import glob
     import shutil
 
-    name = glob.escape(target.name)
-    stale_paths = [*target.parent.glob(f".{name}.*.tmp*"), *target.parent.glob(f".{name}.*.old")]
+    # The random part is exactly 12 hex digits (_files): ".scan.*.tmp" would also match the temporary of
+    # "scan.1", which another rank may be writing right now.
+    name, token = glob.escape(target.name), "[0-9a-f]" * 12
+    stale_paths = [*target.parent.glob(f".{name}.{token}.tmp*"), *target.parent.glob(f".{name}.{token}.old")]
     for stale in stale_paths:
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)

@@ -368,6 +368,9 @@ def test_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_path: Path) 
     (tmp_path / ".scan[1].0123456789ab.tmp" / "IM_0001.dcm").write_bytes(b"")
     (tmp_path / ".scan[1].ba9876543210.old").mkdir()  # a replaced series not yet removed
     keep = [tmp_path / ".scan[2].0123456789ab.tmp", tmp_path / ".notes", tmp_path / "scan[1].h5"]
+    keep.append(
+        tmp_path / ".scan[1].2.0123456789ab.tmp"
+    )  # "scan[1].2"'s, maybe being written by another rank
     for path in keep:
         path.write_bytes(b"keep")
     folder_mod._remove_stale_temps(target)
