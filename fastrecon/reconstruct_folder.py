@@ -94,7 +94,7 @@ def _is_done(path: Path, format: str) -> bool:
         return path.is_file()
     if path.is_symlink() or not path.is_dir():
         return False
-    entries = list(path.iterdir())
+    entries = [e for e in path.iterdir() if not e.name.startswith(".")]  # a viewer's .DS_Store is no matter
     return bool(entries) and all(e.is_file() and e.suffix == ".dcm" for e in entries)
 
 

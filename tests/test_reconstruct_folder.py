@@ -408,6 +408,7 @@ def test_a_dicom_output_is_done_only_when_it_is_a_series(tmp_path: Path) -> None
         (out / name).mkdir(parents=True)
     (out / "notes" / "notes.txt").write_text("a user's folder of the same name")
     (out / "series" / "IM_0001.dcm").write_bytes(b"")
+    (out / "series" / ".DS_Store").write_bytes(b"")  # left by a file browser: still a finished series
     plan = plan_folder(root, out, "dicom", overwrite=False)
     assert [job.relative for job in plan.todo] == ["empty.h5", "notes.h5"] and plan.skipped == 1
 
