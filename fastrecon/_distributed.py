@@ -64,6 +64,13 @@ def distributed(requested_device: str | None) -> Iterator[DistInfo]:
 
     created = False
     if not dist.is_initialized():
+        missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+        if missing:
+            raise InputError(
+                f"WORLD_SIZE={world} asks for {world} ranks, but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not set; start the ranks "
+                "with torchrun (e.g. torchrun --nproc_per_node 2 -m fastrecon.cli ...), or unset WORLD_SIZE."
+            )
         cuda = device is not None and torch.device(device).type == "cuda"
         if cuda and device is not None:
             torch.cuda.set_device(torch.device(device))

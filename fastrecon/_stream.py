@@ -16,6 +16,7 @@ pattern); coil compression, when asked for, is per item (each frame its own virt
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fastrecon._arrays import Origin, as_complex_kspace, from_torch, to_torch
-from fastrecon.errors import InputError
+from fastrecon.errors import FastreconError, InputError
 from fastrecon.physics import infer_mask
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class _Item:
     origin: Origin
     key: Any
     keyed: bool
+    index: int  # its place in the stream (for error messages)
 
     @property
     def group(self) -> tuple[object, ...]:
@@ -127,7 +129,24 @@ def _unpack(index: int, raw: Any) -> tuple[Any, Any, Any, bool]:
     return raw, None, None, False
 
 
+def _named(error: FastreconError, index: int) -> FastreconError:
+    """``error`` with the stream item it is about in front of its message (a stream has many items)."""
+    message = str(error)
+    if message.startswith(f"stream item {index}"):
+        return error
+    named = type(error)(f"stream item {index}: {message}")
+    named.__cause__ = error.__cause__
+    return named
+
+
 def _item(recon: Reconstructor, index: int, raw: Any, coil_compress: bool) -> _Item:
+    try:
+        return _checked_item(recon, index, raw, coil_compress)
+    except FastreconError as exc:
+        raise _named(exc, index) from None
+
+
+def _checked_item(recon: Reconstructor, index: int, raw: Any, coil_compress: bool) -> _Item:
     kspace, mask, key, keyed = _unpack(index, raw)
     tensor, origin = to_torch(kspace, f"stream item {index} (k-space)")
     tensor = as_complex_kspace(tensor)
@@ -138,10 +157,17 @@ def _item(recon: Reconstructor, index: int, raw: Any, coil_compress: bool) -> _I
     batch = tensor.unsqueeze(0)
     _, _, height, width = batch.shape
     mask_t = infer_mask(batch) if mask is None else recon._mask_tensor(mask, batch.shape)
-    rows = height if mask_t.ndim in (2, 4) and mask_t.shape[-2] != 1 else 1
-    mask_t = mask_t.to(device=batch.device, dtype=torch.bool).reshape(1, 1, rows, width)
+    if mask_t.ndim < 4:  # (W,) or (H, W), checked against the item's size
+        mask_t = mask_t.reshape(1, 1, -1 if mask_t.ndim == 2 else 1, width)
+    elif tuple(mask_t.shape[:2]) != (1, 1):
+        raise InputError(
+            f"mask has shape {tuple(mask_t.shape)}; one slice or frame takes one mask shared by its coils: "
+            f"(W,), (H, W), (1, 1, 1, W) or (1, 1, H, W) with (H, W) = ({height}, {width})."
+        )
+    rows = height if mask_t.shape[-2] != 1 else 1
+    mask_t = mask_t.to(device=batch.device, dtype=torch.bool).expand(1, 1, rows, width).contiguous()
     batch = recon._fit_coils(batch, mask_t, coil_compress)
-    return _Item(batch, mask_t, origin, key, keyed)
+    return _Item(batch, mask_t, origin, key, keyed, index)
 
 
 def stream(
@@ -192,15 +218,33 @@ def stream(
                     held = item
                     break
                 group.append(item)
-            images = recon.reconstruct(
-                torch.cat([item.kspace for item in group]),
-                torch.cat([item.mask for item in group]),
-                return_complex=return_complex,
-                num_low_frequencies=num_low_frequencies,
-            )
-            for item, image in zip(group, images, strict=True):
-                out = from_torch(image, item.origin)
-                yield (item.key, out) if item.keyed else out
+            images: Any = None
+            if len(group) > 1:
+                # One item's bad data (e.g. no ACS block) fails the batch: then redo it item by item below.
+                with contextlib.suppress(FastreconError):
+                    images = recon.reconstruct(
+                        torch.cat([item.kspace for item in group]),
+                        torch.cat([item.mask for item in group]),
+                        return_complex=return_complex,
+                        num_low_frequencies=num_low_frequencies,
+                    )
+            if images is not None:
+                for item, image in zip(group, images, strict=True):
+                    out = from_torch(image, item.origin)
+                    yield (item.key, out) if item.keyed else out
+            else:  # the items before a bad one get their images; its error names it
+                for item in group:
+                    try:
+                        image = recon.reconstruct(
+                            item.kspace,
+                            item.mask,
+                            return_complex=return_complex,
+                            num_low_frequencies=num_low_frequencies,
+                        )[0]
+                    except FastreconError as exc:
+                        raise _named(exc, item.index) from None
+                    out = from_torch(image, item.origin)
+                    yield (item.key, out) if item.keyed else out
             if failure is not None:
                 raise failure
             if finished:  # (held is None here: an item that did not fit ends the inner loop first)

@@ -260,6 +260,11 @@ class Reconstructor:
                 raise InputError(
                     f"mask has {int(bad.sum())} value(s) other than 0 and 1 (e.g. {example}); expected bool or 0/1."
                 )
+        if mask_t.ndim == 4 and mask_t.shape[0] not in (1, num):  # (2, 1, 1, W) broadcasts against 1 slice
+            raise InputError(
+                f"mask has shape {tuple(mask_t.shape)}: {mask_t.shape[0]} per-slice masks for {num} slice(s); "
+                f"expected (N, 1, 1, W) / (N, 1, H, W) with N = {num}, or N = 1."
+            )
         return broadcast_mask(mask_t, shape).reshape(mask_t.shape)
 
     def _default_batch(self, coils: int, height: int, width: int) -> int:

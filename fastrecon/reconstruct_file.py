@@ -77,14 +77,15 @@ def reconstruct_file(
     padding: tuple[int, int] | None = None
     recon_size: tuple[int, int] | None = None
     geometry: ImageGeometry | None = None
-    if path.suffix == ".h5":
+    suffix = path.suffix.lower()  # folder mode lists .H5/.MAT too
+    if suffix == ".h5":
         volume = read_fastmri(path)
         kspace = torch.from_numpy(volume.kspace)
         if volume.mask is not None:
             mask = torch.from_numpy(volume.mask)
         padding, recon_size = volume.padding, volume.recon_size
         geometry = fastmri_geometry(path)
-    elif path.suffix == ".mat":
+    elif suffix == ".mat":
         kspace = torch.from_numpy(read_cmrxrecon(path, key).kspace)
     else:
         raise DataFormatError(
@@ -98,7 +99,7 @@ def reconstruct_file(
         if num_low_frequencies is None:
             num_low_frequencies = drawn.num_low_frequencies
     if padding is not None and mask is not None:
-        mask = acquired_columns(mask, padding)
+        mask = acquired_columns(mask, padding, source=path)
     image = recon.reconstruct(
         kspace, mask, num_low_frequencies=num_low_frequencies, coil_compress=coil_compress
     )
@@ -122,12 +123,21 @@ def reconstruct_file(
     return write_images(out, image, geometry, attrs=attrs, overwrite=overwrite, format=fmt)
 
 
-def acquired_columns(mask: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+def acquired_columns(
+    mask: torch.Tensor, padding: tuple[int, int], *, source: str | Path = "the file"
+) -> torch.Tensor:
     """A ``(W,)`` mask zeroed outside the acquired columns ``[left, right)`` (fastMRI's ``apply_mask(padding=...)``);
-    limits outside ``[0, W]`` are clamped."""
+    limits outside ``[0, W]`` are clamped. Limits that leave no column of the mask (a header that does not
+    describe this k-space) are refused (:class:`~fastrecon.errors.DataFormatError`)."""
     out = mask.clone()
     width = int(out.shape[-1])
     left, right = min(max(int(padding[0]), 0), width), min(max(int(padding[1]), 0), width)
+    if left >= right:
+        raise DataFormatError(
+            f"{str(source)!r}: the header's encoding limits give acquired phase-encode columns "
+            f"[{int(padding[0])}, {int(padding[1])}), none of the k-space's {width} columns; expected limits "
+            f"inside [0, {width}] (the header does not describe this k-space)."
+        )
     out[..., :left] = False
     out[..., right:] = False
     return out

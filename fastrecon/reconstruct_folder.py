@@ -6,8 +6,9 @@ hold. The unit of work is the file (a large file is never split between ranks).
 * Inputs: files ending in ``.h5`` or ``.mat`` under the input folder, recursively, in sorted order;
   hidden files and folders (names starting with ``.``, which includes fastrecon's temporary files),
   CMRxRecon mask files (``*_mask*.mat``, ``mask*.mat``) and anything inside the output folder are
-  skipped, so an output folder inside the input folder is never read as input. The output folder may
-  not be the input folder itself.
+  skipped, so an output folder inside the input folder is never read as input (one that already holds
+  data files is refused). The output folder may not be the input folder itself, and a data file
+  (k-space) where an output would go is never skipped as done nor replaced.
 * Outputs: ``OUT/<relative path>`` with the input's stem and the format's suffix (``.h5``,
   ``.nii.gz``, or a DICOM folder without suffix), each written atomically.
 * Resume: an output that exists is skipped (a rerun after a crash or preemption does only the rest;
@@ -87,7 +88,14 @@ def output_path(out: Path, relative: Path, format: str) -> Path:
 
 
 def _is_done(path: Path, format: str) -> bool:
-    return path.is_dir() if format == "dicom" else path.is_file()
+    """An output counts as done when it is what the format writes: a file, or (DICOM) a folder holding
+    ``.dcm`` files and nothing else (a folder that merely has the name, e.g. a user's, is not)."""
+    if format != "dicom":
+        return path.is_file()
+    if path.is_symlink() or not path.is_dir():
+        return False
+    entries = [e for e in path.iterdir() if not e.name.startswith(".")]  # a viewer's .DS_Store is no matter
+    return bool(entries) and all(e.is_file() and e.suffix == ".dcm" for e in entries)
 
 
 def check_folders(root: str | Path, out: str | Path, format: str | None) -> tuple[Path, Path, str]:
@@ -129,8 +137,46 @@ def find_inputs(root: Path, out: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def holds_raw_data(path: Path) -> bool:
+    """True when ``path`` is a data file (what a reconstruction is made from), never a reconstruction: a
+    ``.mat`` file, an HDF5 file with a ``kspace`` dataset (fastMRI) or MRD raw data. An unreadable file
+    is not (it is no one's data, and no complete output either)."""
+    if path.suffix.lower() == ".mat":
+        return True
+    if path.suffix.lower() != ".h5" or not path.is_file():
+        return False
+    import h5py
+
+    from fastrecon.data.mrd import is_mrd_file
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "kspace" in handle:
+                return True
+    except (OSError, ValueError):
+        return False
+    return is_mrd_file(path)
+
+
+def _refuse_data_in_output(root: Path, out: Path) -> None:
+    """An output folder inside the input folder is not read as input: refuse one that already holds data
+    files (they would be skipped silently, or taken for finished outputs)."""
+    if not out.is_dir() or not out.resolve().is_relative_to(root.resolve()):
+        return
+    for path in sorted(out.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(out).parts):
+            continue
+        if path.suffix.lower() in INPUT_SUFFIXES and not _is_mask_file(path) and holds_raw_data(path):
+            raise OutputExistsError(
+                f"the output folder {str(out)!r} is inside the input folder and holds the data file {str(path)!r}, "
+                "which would not be reconstructed (the output folder is not read as input) and could be taken for "
+                "an output. Give an output folder that holds no data files."
+            )
+
+
 def plan_folder(root: Path, out: Path, format: str, overwrite: bool) -> Plan:
     """List the inputs, map each to its output, refuse collisions, and split done from to-do."""
+    _refuse_data_in_output(root, out)
     inputs = find_inputs(root, out)
     if not inputs:
         raise InputError(
@@ -153,11 +199,30 @@ def plan_folder(root: Path, out: Path, format: str, overwrite: bool) -> Plan:
                 f"the output for {str(source)!r} would be {str(target)!r}, which is an input; refusing to write over "
                 "an input. Give another output folder."
             )
+        if holds_raw_data(target):
+            raise OutputExistsError(
+                f"the output for {str(source)!r} would be {str(target)!r}, which holds raw data (k-space), not a "
+                "reconstruction; refusing to skip or replace it. Give another output folder."
+            )
         if not overwrite and _is_done(target, format):
             skipped += 1
             continue
         jobs.append(Job(str(source), str(target), relative.as_posix(), source.stat().st_size))
+    _refuse_nested_outputs(by_output)
     return Plan(str(root), str(out), format, jobs, skipped, len(inputs))
+
+
+def _refuse_nested_outputs(by_output: dict[Path, Path]) -> None:
+    """Refuse an output that would lie inside another one: ``a.h5`` beside a folder ``a/`` gives, in
+    DICOM, a series folder ``OUT/a`` that would also hold ``a/x.h5``'s series ``OUT/a/x``."""
+    targets = set(by_output)
+    for target, source in by_output.items():
+        for parent in target.parents:
+            if parent in targets:
+                raise InputError(
+                    f"the output of {str(source)!r}, {str(target)!r}, would lie inside the output of "
+                    f"{str(by_output[parent])!r}, {str(parent)!r}; rename one of them (or choose another --format)."
+                )
 
 
 def shard(jobs: list[Job], world: int) -> list[list[Job]]:
@@ -200,8 +265,10 @@ def _remove_stale_temps(target: Path) -> None:
     import glob
     import shutil
 
-    name = glob.escape(target.name)
-    stale_paths = [*target.parent.glob(f".{name}.*.tmp*"), *target.parent.glob(f".{name}.*.old")]
+    # The random part is exactly 12 hex digits (_files): ".scan.*.tmp" would also match the temporary of
+    # "scan.1", which another rank may be writing right now.
+    name, token = glob.escape(target.name), "[0-9a-f]" * 12
+    stale_paths = [*target.parent.glob(f".{name}.{token}.tmp*"), *target.parent.glob(f".{name}.{token}.old")]
     for stale in stale_paths:
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)

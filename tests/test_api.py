@@ -132,6 +132,10 @@ def test_bad_inputs(vit_recon: fastrecon.Reconstructor, make_input, error, match
         (torch.ones(31, 24, dtype=torch.bool), r"\(H, W\) = \(32, 24\)"),
         (torch.ones(2, 32, 24, dtype=torch.bool), "expected"),
         (torch.ones(24, dtype=torch.complex64), "complex"),
+        (
+            torch.ones(2, 1, 1, 24, dtype=torch.bool),
+            r"2 per-slice masks for 1 slice",
+        ),  # broadcasts, yet 1 used
     ],
 )
 def test_bad_masks(vit_recon: fastrecon.Reconstructor, mask: torch.Tensor, match: str) -> None:

@@ -21,3 +21,17 @@ def test_each_rank_uses_its_local_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(InputError, match="WORLD_SIZE='two'"), distributed(None):
         pass
+
+
+def test_world_size_without_torchrun_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WORLD_SIZE left in the environment without the rest of torchrun's variables (was torch's ValueError)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with (
+        pytest.raises(
+            InputError, match="RANK, MASTER_ADDR, MASTER_PORT are not set; start the ranks with torchrun"
+        ),
+        distributed("cpu"),
+    ):
+        pass

@@ -20,7 +20,7 @@ import torch
 
 import fastrecon
 from fastrecon.data.simulate import simulate_cine
-from fastrecon.errors import InputError
+from fastrecon.errors import DataFormatError, InputError
 from fastrecon.prepare import PreparedInput
 from fastrecon.reconstruct_file import reconstruct_file
 from tests.data._files import write_fastmri_file
@@ -225,3 +225,37 @@ def test_cli_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "column 34 is not fully sampled" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "c.h5"), "--num-low-frequencies", "0"])
+
+
+def test_encoding_limits_outside_the_kspace_are_refused(
+    tmp_path: Path, recon: fastrecon.Reconstructor
+) -> None:
+    """Limits giving columns [86, 90) of 80: an all-zero mask would be reconstructed as nothing; the header
+    is named instead."""
+    path = write_fastmri_file(tmp_path / "bad.h5", _padded_volume(), recon_size=RECON, lim=(3, -46))
+    with pytest.raises(DataFormatError, match=r"acquired phase-encode columns \[86, 90\)"):
+        reconstruct_file(recon, path, tmp_path / "out.h5", acceleration=4, center_fraction=0.08)
+    assert not (tmp_path / "out.h5").exists()
+
+
+class _Recorder:
+    """Stands in for a reconstructor: records the k-space it is given, returns its RSS of zero-filled data."""
+
+    config = dataclasses.make_dataclass("Config", [("name", str)])("recorder")
+    weights_path = None
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def reconstruct(self, kspace: torch.Tensor, mask: Any = None, **_: Any) -> torch.Tensor:
+        self.seen.append(kspace)
+        return torch.ones(kspace.shape[0], *kspace.shape[-2:])
+
+
+def test_upper_case_suffix_is_read(tmp_path: Path) -> None:
+    """Folder mode lists ``SCAN.H5`` as an input; the single-file path reads it as fastMRI .h5 too."""
+    kspace = _padded_volume()[:1]
+    write_fastmri_file(tmp_path / "SCAN.H5", kspace, recon_size=RECON)
+    recorder = _Recorder()
+    out = reconstruct_file(recorder, tmp_path / "SCAN.H5", tmp_path / "upper.h5")
+    assert torch.equal(recorder.seen[0], torch.from_numpy(kspace)) and _read(out)[0].shape == (1, *RECON)

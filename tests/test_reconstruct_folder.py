@@ -17,7 +17,8 @@ from fastrecon import reconstruct_folder as folder_mod
 from fastrecon._distributed import DistInfo
 from fastrecon.cli import main
 from fastrecon.data.simulate import simulate_multicoil
-from fastrecon.reconstruct_folder import Job, find_inputs, shard
+from fastrecon.errors import InputError, OutputExistsError
+from fastrecon.reconstruct_folder import Job, find_inputs, plan_folder, shard
 from tests.data._files import fastmri_header, write_fastmri_file, write_mat73
 from tests.helpers import tiny_varnet_config
 
@@ -367,6 +368,9 @@ def test_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_path: Path) 
     (tmp_path / ".scan[1].0123456789ab.tmp" / "IM_0001.dcm").write_bytes(b"")
     (tmp_path / ".scan[1].ba9876543210.old").mkdir()  # a replaced series not yet removed
     keep = [tmp_path / ".scan[2].0123456789ab.tmp", tmp_path / ".notes", tmp_path / "scan[1].h5"]
+    keep.append(
+        tmp_path / ".scan[1].2.0123456789ab.tmp"
+    )  # "scan[1].2"'s, maybe being written by another rank
     for path in keep:
         path.write_bytes(b"keep")
     folder_mod._remove_stale_temps(target)
@@ -383,3 +387,66 @@ def test_torchrun_with_one_file_is_refused(
         == 2
     )
     assert "Give a folder" in capsys.readouterr().err and not out.exists()
+
+
+def test_outputs_that_would_lie_inside_another_output_are_refused(tmp_path: Path) -> None:
+    """``a.h5`` beside a folder ``a/``: in DICOM the series ``OUT/a`` would also hold ``a/x.h5``'s series."""
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub.h5").write_bytes(b"")
+    (root / "sub" / "x.h5").write_bytes(b"")
+    with pytest.raises(InputError, match="would lie inside the output of"):
+        plan_folder(root, tmp_path / "out", "dicom", overwrite=False)
+    assert len(plan_folder(root, tmp_path / "out", "h5", overwrite=False).todo) == 2  # files: no nesting
+
+
+def test_a_dicom_output_is_done_only_when_it_is_a_series(tmp_path: Path) -> None:
+    root, out = tmp_path / "data", tmp_path / "out"
+    root.mkdir()
+    for name in ("empty", "notes", "series"):
+        (root / f"{name}.h5").write_bytes(b"")
+        (out / name).mkdir(parents=True)
+    (out / "notes" / "notes.txt").write_text("a user's folder of the same name")
+    (out / "series" / "IM_0001.dcm").write_bytes(b"")
+    (out / "series" / ".DS_Store").write_bytes(b"")  # left by a file browser: still a finished series
+    plan = plan_folder(root, out, "dicom", overwrite=False)
+    assert [job.relative for job in plan.todo] == ["empty.h5", "notes.h5"] and plan.skipped == 1
+
+
+def _kspace_file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_fastmri_file(path, np.ones((1, 2, 4, 4), np.complex64), recon_size=(4, 4))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_data_file_where_an_output_goes_is_never_skipped_or_replaced(
+    tmp_path: Path, overwrite: bool
+) -> None:
+    """--out pointing at another dataset with the same file names: its k-space is not a finished output
+    (skipped) and not an output to replace (--overwrite)."""
+    root, other = tmp_path / "val", tmp_path / "train"
+    _kspace_file(root / "x.h5")
+    data = _kspace_file(other / "x.h5").read_bytes()
+    with pytest.raises(OutputExistsError, match="holds raw data"):
+        plan_folder(root, other, "h5", overwrite=overwrite)
+    assert (other / "x.h5").read_bytes() == data
+    (other / "x.h5").unlink()
+    with h5py.File(other / "x.h5", "w") as handle:  # a finished output is still skipped
+        handle["reconstruction"] = np.zeros((1, 4, 4), np.float32)
+    assert plan_folder(root, other, "h5", overwrite=False).skipped == 1
+
+
+def test_an_output_folder_inside_the_input_that_holds_data_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out data/sub`` where data/sub/x.h5 is k-space: it would be skipped as input and, being the
+    output name of data/x.h5, taken for its output (or replaced with --overwrite)."""
+    root = tmp_path / "data"
+    _kspace_file(root / "x.h5")
+    data = _kspace_file(root / "sub" / "x.h5").read_bytes()
+    assert (
+        main(["reconstruct", str(root), "--out", str(root / "sub"), "--model", "demo-x8", "--overwrite"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "holds the data file" in err and err.count("\n") == 1
+    assert (root / "sub" / "x.h5").read_bytes() == data

@@ -164,3 +164,36 @@ def test_errors_come_after_the_images_before_them(demo: fastrecon.Reconstructor)
     assert list(demo.stream([])) == []
     with pytest.raises(fastrecon.errors.InputTypeError, match="not an iterable"):
         demo.stream(42)  # type: ignore[arg-type]
+
+
+def test_a_bad_item_inside_a_batch_costs_only_its_own_image(demo: fastrecon.Reconstructor) -> None:
+    """Item 1 has no ACS block (its data is bad, not its shape): it shares the batch of items 0 and 2, yet
+    item 0's image still comes first and the error names item 1."""
+    kspace, mask = masked_kspace(num=3, coils=4, height=32, width=32, seed=7)
+    no_acs = torch.zeros_like(mask)
+    no_acs[::8] = True
+    no_acs[16] = False
+    items = [(kspace[0], mask), (kspace[1], no_acs), (kspace[2], mask)]
+    stream = demo.stream(items, batch_size=3)
+    _close(next(stream), demo.reconstruct(kspace[0], mask))
+    with pytest.raises(InputError, match=r"stream item 1: .*autocalibration"):
+        next(stream)
+
+
+def test_an_item_error_names_the_item(demo: fastrecon.Reconstructor) -> None:
+    kspace, mask = masked_kspace(num=2, coils=4, height=32, width=32, seed=8)
+    with pytest.raises(InputError, match=r"stream item 1: 1-D mask has 5 entries"):
+        list(demo.stream([(kspace[0], mask), (kspace[1], mask[:5])]))
+
+
+def test_four_dimensional_masks_of_one_item(demo: fastrecon.Reconstructor) -> None:
+    """A 4-D mask of one item: (1, 1, 1, W) is its column mask; one per coil or per several slices is
+    refused with the item named (was a RuntimeError from a reshape)."""
+    kspace, mask = masked_kspace(num=1, coils=4, height=32, width=32, seed=9)
+    _close(next(demo.stream([(kspace[0], mask.reshape(1, 1, 1, 32))])), demo.reconstruct(kspace[0], mask))
+    for bad in (
+        mask.reshape(1, 1, 1, 32).expand(1, 4, 32, 32),
+        mask.reshape(1, 1, 1, 32).expand(2, 1, 1, 32),
+    ):
+        with pytest.raises(InputError, match=r"stream item 0: mask has shape \((1, 4, 32|2, 1, 1), 32\)"):
+            next(demo.stream([(kspace[0], bad.clone())]))

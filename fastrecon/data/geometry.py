@@ -156,8 +156,8 @@ def geometry_from_ismrmrd_header(xml: bytes | str) -> ImageGeometry | None:
     for space in ("reconSpace", "encodedSpace"):
         fov = _triple(_child(encoding, space, "fieldOfView_mm"))
         matrix = _triple(_child(encoding, space, "matrixSize"))
-        if fov is None or matrix is None or min(fov) <= 0 or min(matrix) <= 0:
-            continue
+        if fov is None or matrix is None or not all(0 < v < float("inf") for v in (*fov, *matrix)):
+            continue  # incomplete, or nonsense such as nan/inf/0 (not worth failing the file over)
         return ImageGeometry(voxel_size_mm=(fov[0] / matrix[0], fov[1] / matrix[1], fov[2] / matrix[2]))
     return None
 

@@ -149,7 +149,12 @@ def write_images(
             "fastrecon.data.mrd_images.write_mrd_images (from MRD raw input), not from an image array."
         )
     array = _as_images(images)
-    attrs = dict(attrs or {})
+    # A file name that is not UTF-8 (Linux allows any bytes) reaches here with surrogates, which HDF5 and
+    # DICOM text cannot hold: keep such characters as backslash escapes.
+    attrs = {
+        key: value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+        for key, value in (attrs or {}).items()
+    }
     if fmt == "h5":
         from fastrecon.data.fastmri import write_reconstruction
 
@@ -241,6 +246,7 @@ def _write_dicom(
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds = Dataset()
             ds.file_meta = meta
+            ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the source path and model name may be any text
             ds.SOPClassUID = UID(MR_IMAGE_STORAGE)
             ds.SOPInstanceUID = uid
             ds.StudyInstanceUID = study
@@ -261,6 +267,10 @@ def _write_dicom(
             ds.AccessionNumber = ""
             ds.ReferringPhysicianName = ""
             ds.SeriesNumber = 1
+            ds.Laterality = ""  # type 2C (paired body parts): unknown here
+            ds.PatientPosition = (
+                ""  # type 2C for MR without a Patient Orientation Code Sequence: unknown here
+            )
             ds.InstanceNumber = n + 1
             ds.ScanningSequence = "RM"  # research mode: the sequence is not known here
             ds.SequenceVariant = "NONE"
@@ -290,6 +300,8 @@ def _write_dicom(
             high = float(array.max())
             ds.WindowCenter = _ds(high / 2)
             ds.WindowWidth = _ds(max(high, 1e-6))
+            if high < 1:  # DICOM's default (LINEAR) window needs a width >= 1; reconstructions are often tiny
+                ds.VOILUTFunction = "LINEAR_EXACT"
             ds.PixelData = stored[n].tobytes()
             path = temp / f"IM_{n + 1:04d}.dcm"
             if legacy:  # pydicom 2.x

@@ -20,6 +20,19 @@ from fastrecon.errors import InputError
 from fastrecon.physics.dc import broadcast_mask
 
 
+def _check_mask(mask: torch.Tensor | None, shape: torch.Size) -> None:
+    """Compression mixes the coils, so the sampling must be one pattern shared by them: a mask with a coil
+    dimension (``(N, C, H, W)``) is refused with :class:`~fastrecon.errors.InputError`."""
+    if mask is None:
+        return
+    full = broadcast_mask(mask, shape)
+    if full.ndim == 4 and full.shape[1] > 1:
+        raise InputError(
+            f"mask has shape {tuple(mask.shape)}, one per coil; coil compression mixes the coils, so it needs one "
+            "sampling pattern for all of them: (W,), (H, W), or per slice (N, 1, 1, W) / (N, 1, H, W)."
+        )
+
+
 def _masked(kspace: torch.Tensor, mask: torch.Tensor | None, index: int) -> torch.Tensor:
     """Slice ``index`` ``(C, H, W)`` of ``kspace``, zero outside ``mask`` (broadcastable to ``kspace``)."""
     samples = kspace[index]
@@ -65,6 +78,7 @@ def compression_matrix(
             f"k-space has shape {tuple(kspace.shape)} and dtype {kspace.dtype}; expected complex (N, C, H, W)."
         )
     num, coils = int(kspace.shape[0]), int(kspace.shape[1])
+    _check_mask(mask, kspace.shape)
     if isinstance(num_virtual, bool) or not isinstance(num_virtual, int) or not 1 <= num_virtual <= coils:
         raise InputError(f"num_virtual is {num_virtual!r}; expected a whole number of coils in 1..{coils}.")
     # Every sample keeps its weight (strong slices count more than weak ones, as in one big SVD). complex64
@@ -90,6 +104,7 @@ def apply_compression(
     num, coils, height, width = kspace.shape
     if matrix.ndim != 2 or matrix.shape[1] != coils:
         raise InputError(f"compression matrix {tuple(matrix.shape)} does not fit {coils} coils.")
+    _check_mask(mask, kspace.shape)
     weights = matrix.to(device=kspace.device, dtype=kspace.dtype)
     out = torch.empty((num, weights.shape[0], height, width), dtype=kspace.dtype, device=kspace.device)
     for n in range(num):  # one slice at a time: no (N, C, H, W)-sized temporary

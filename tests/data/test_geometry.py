@@ -40,6 +40,16 @@ def test_encoded_space_fallback_and_missing_field_of_view() -> None:
         geometry_from_ismrmrd_header("<ismrmrdHeader><encoding>")
 
 
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_a_field_of_view_that_is_not_a_size_is_skipped(bad: str) -> None:
+    """A nan/inf field of view gives no voxel size from that space (was an InputError failing the file)."""
+    xml = fastmri_header(4, enc=(64, 48), rec=(32, 32), lim_max=47, lim_center=24, num_slices=1).decode()
+    recon_bad = xml.replace("<x>140</x><y>140</y>", f"<x>{bad}</x><y>140</y>")
+    geometry = geometry_from_ismrmrd_header(recon_bad)
+    assert geometry is not None and geometry.voxel_size_mm == pytest.approx((280 / 64, 161 / 48, 4.5))
+    assert geometry_from_ismrmrd_header(recon_bad.replace("<x>280</x>", f"<x>{bad}</x>")) is None
+
+
 def test_fastmri_file(tmp_path: Path) -> None:
     path = tmp_path / "f.h5"
     with h5py.File(path, "w") as handle:

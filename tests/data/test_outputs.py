@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import h5py
@@ -203,3 +204,40 @@ def test_command_line_writes_nifti_and_dicom_with_the_header_geometry(tmp_path: 
         assert np.abs(ds.pixel_array * slope + float(ds.RescaleIntercept) - expected[n]).max() <= slope
     # An existing series needs --overwrite, like a file.
     assert main(["reconstruct", str(source), "--out", str(tmp_path / "dcm"), "--format", "dicom", *args]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["h5", "dicom"])
+def test_a_source_name_that_is_not_utf8_is_kept_escaped(images: np.ndarray, tmp_path: Path, fmt: str) -> None:
+    """Linux file names may be any bytes; Python gives them surrogates, which HDF5/DICOM text cannot hold."""
+    source = str(tmp_path / os.fsdecode(b"scan\xfe.h5"))
+    out = write_images(
+        tmp_path / ("r.h5" if fmt == "h5" else "series"), images, attrs={"source": source}, format=fmt
+    )
+    if fmt == "h5":
+        with h5py.File(out, "r") as handle:
+            written = handle.attrs["source"]
+    else:
+        written = pydicom.dcmread(out / "IM_0001.dcm").ImageComments
+    assert written.endswith("scan\\udcfe.h5")
+
+
+def test_dicom_text_is_utf8_and_conditional_attributes_are_present(
+    images: np.ndarray, tmp_path: Path
+) -> None:
+    """dciodvfy's findings: non-ASCII text needs a character set; GeneralSeries' Laterality and
+    PatientPosition (type 2C, required for MR) must be present, empty when unknown."""
+    source = "data/Müller é/scan.h5"
+    out = write_images(tmp_path / "series", images, attrs={"source": source, "model": "x"}, format="dicom")
+    for ds in read_series(out):
+        assert ds.SpecificCharacterSet == "ISO_IR 192" and ds.ImageComments == source
+        assert ds.Laterality == "" and ds.PatientPosition == ""
+
+
+@pytest.mark.parametrize("peak", [1e-3, 0.5, 200.0])
+def test_dicom_window_is_valid_for_small_and_large_values(tmp_path: Path, peak: float) -> None:
+    """A LINEAR window must be at least 1 wide; tiny magnitudes (fastMRI's are ~1e-4) get LINEAR_EXACT."""
+    images = np.linspace(0, peak, 2 * 6 * 5, dtype=np.float32).reshape(2, 6, 5)
+    for ds in read_series(write_images(tmp_path / "s", images, format="dicom")):
+        width = float(ds.WindowWidth)
+        assert width == pytest.approx(peak, rel=1e-6)
+        assert ds.get("VOILUTFunction", "LINEAR") == ("LINEAR_EXACT" if width < 1 else "LINEAR")

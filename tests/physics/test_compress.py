@@ -86,6 +86,39 @@ def test_bad_arguments() -> None:
         compression_matrix(kspace[0], 2)
 
 
+def test_odd_coil_counts_and_every_shared_mask_layout() -> None:
+    """7 coils of rank 3 to 3 virtual coils: lossless for a column, 2-D and per-slice mask alike, and the
+    zero pattern outside each mask survives."""
+    kspace = _low_rank_kspace(7, 3, size=(9, 11)).to(torch.complex64)
+    gen = torch.Generator().manual_seed(1)
+    masks = {
+        "columns": torch.rand(11, generator=gen) > 0.5,
+        "2-D": torch.rand(9, 11, generator=gen) > 0.5,
+        "per slice": torch.rand(2, 1, 1, 11, generator=gen) > 0.5,
+        "per slice 2-D": torch.rand(2, 1, 9, 11, generator=gen) > 0.5,
+    }
+    for name, mask in masks.items():
+        full = mask.reshape(-1, 1, *mask.shape[-2:]) if mask.ndim == 4 else mask
+        kept = torch.where(full, kspace, 0)
+        out = coil_compress(kspace, 3, mask)
+        assert out.shape == (2, 3, 9, 11), name
+        assert not bool(torch.where(full, 0, out).abs().amax()), name  # still zero outside the mask
+        energy = kept.abs().pow(2).sum(dim=1)
+        assert torch.allclose(
+            out.abs().pow(2).sum(dim=1), energy, rtol=1e-4, atol=1e-6 * float(energy.max())
+        ), name
+
+
+def test_a_mask_per_coil_is_refused(demo: fastrecon.Reconstructor) -> None:
+    """Compression mixes coils: a mask that has a coil dimension cannot describe the virtual coils."""
+    kspace = _low_rank_kspace(33, 3, size=(32, 24)).to(torch.complex64)  # demo-x8 takes up to 32
+    per_coil = torch.ones(2, 33, 32, 24, dtype=torch.bool)
+    with pytest.raises(InputError, match="one per coil"):
+        coil_compress(kspace, 3, per_coil)
+    with pytest.raises(InputError, match="one per coil"):
+        demo.reconstruct(kspace, per_coil, coil_compress=True)
+
+
 # --- through the API: a 32-coil acquisition on a model made for 8 coils --------------------------------
 
 
