@@ -43,8 +43,27 @@ def _status() -> dict[str, int]:
     return out
 
 
+def _release_free_heap() -> None:
+    """Give memory that was freed but kept by glibc's allocator back to the system (``malloc_trim``), so
+    ``fn``'s allocations raise the resident size again instead of silently reusing what an earlier
+    computation left behind (which made a peak look like zero in a long-lived process)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
+
+
 def peak_rss_bytes(fn: Callable[[], Any]) -> int:
-    """Peak resident memory of ``fn()`` above the level before it (Linux: resets ``VmHWM`` first)."""
+    """Peak resident memory of ``fn()`` above the level before it (Linux: releases the allocator's free
+    heap, then resets ``VmHWM``)."""
+    _release_free_heap()
     with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
         fh.write("5")
     before = _status()["VmRSS"]

@@ -35,9 +35,11 @@ Measured on a 2-core x86 machine (torch 2.14.1, 2026-12-02), MiB per slice, meas
     demo-x8  16x96x200   101 / 121      varnet-x8  10x128x96       25 / 47
     clip-x8   4x128x128  84-106 / 142
 
-The issue's case, varnet-x8 on 16 slices of 4x256x256 (``--case varnet-x8:4x256x256 --batch 1,5,16``):
-peak 64 MiB at batch 1, 280 MiB at batch 5 (the default here: 512 MiB / 100 MiB), 1168 MiB at batch 16 (the
-old default).
+The issue's case, varnet-x8 on 16 slices of 4x256x256 (``--case varnet-x8:4x256x256 --batch 1,5,16``, the
+allocator's free heap released before each measurement): peak 112 MiB at batch 1, 509 MiB at batch 5 (the default
+here: 512 MiB / 100 MiB), 1290 MiB at batch 16 (the old default); 78.5 MiB per slice measured against 100
+estimated. (Without releasing the free heap first, a later measurement reuses what an earlier one left and reads
+low: 64 / 280 / 1168 MiB.)
 """
 
 from __future__ import annotations
