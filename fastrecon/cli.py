@@ -8,6 +8,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fastrecon.errors import FastreconError, InputError, OutputExistsError
 
@@ -131,6 +132,19 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
+def _file_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``reconstruct``'s per-file options, for one file and for every file of a folder."""
+    return {
+        "acceleration": args.accel,
+        "center_fraction": args.center_fraction,
+        "mask_type": args.mask_type,
+        "key": args.key,
+        "crop": not args.no_crop,
+        "num_low_frequencies": args.num_low_frequencies,
+        "coil_compress": args.coil_compress,
+    }
+
+
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from fastrecon.data.outputs import check_images_output, output_format
     from fastrecon.reconstruct_file import reconstruct_file
@@ -152,15 +166,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         recon,
         args.input,
         args.out,
-        acceleration=args.accel,
-        center_fraction=args.center_fraction,
-        mask_type=args.mask_type,
-        key=args.key,
         overwrite=args.overwrite,
         format=fmt,
-        crop=not args.no_crop,
-        num_low_frequencies=args.num_low_frequencies,
-        coil_compress=args.coil_compress,
+        **_file_options(args),
     )
     print(f"wrote {out}")
     return 0
@@ -178,13 +186,7 @@ def _cmd_reconstruct_folder(args: argparse.Namespace) -> int:
         format=args.format,
         overwrite=args.overwrite,
         device=args.device,
-        acceleration=args.accel,
-        center_fraction=args.center_fraction,
-        mask_type=args.mask_type,
-        key=args.key,
-        crop=not args.no_crop,
-        num_low_frequencies=args.num_low_frequencies,
-        coil_compress=args.coil_compress,
+        **_file_options(args),
     )
     return 1 if report["failed"] else 0
 

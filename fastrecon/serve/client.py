@@ -39,6 +39,27 @@ class StreamResult:
     send_error: str | None = None
 
 
+def read_answer(sock: socket.socket, result: StreamResult | None = None) -> StreamResult:
+    """Read a server's answer from ``sock`` into ``result`` (a new one by default) until CLOSE
+    (``closed`` True) or until the server hangs up or the socket times out (``closed`` False)."""
+    import ismrmrd
+
+    result = result if result is not None else StreamResult()
+    reader = sock.makefile("rb")
+    try:
+        for item in ismrmrd.ProtocolDeserializer(reader).deserialize():
+            if isinstance(item, ismrmrd.Image):
+                result.images.append(item)
+            elif isinstance(item, str):
+                result.texts.append(str(item))
+        result.closed = True
+    except (EOFError, OSError):
+        result.closed = False
+    finally:
+        reader.close()
+    return result
+
+
 def stream(
     header: Any,
     acquisitions: Iterable[Any],
@@ -75,18 +96,9 @@ def stream(
 
         sender = threading.Thread(target=send, name="fastrecon-client-send", daemon=True)
         sender.start()
-        reader = sock.makefile("rb")
         try:
-            for item in ismrmrd.ProtocolDeserializer(reader).deserialize():
-                if isinstance(item, ismrmrd.Image):
-                    result.images.append(item)
-                elif isinstance(item, str):
-                    result.texts.append(str(item))
-            result.closed = True
-        except (EOFError, OSError):
-            result.closed = False
+            read_answer(sock, result)
         finally:
-            reader.close()
             sender.join(timeout)
     return result
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import socket
-from dataclasses import dataclass, field
 from typing import Any
 
 import ismrmrd
+
+# What a server sent back (images, texts, closed), read by the package's own client reader.
+from fastrecon.serve.client import StreamResult as Answer
+from fastrecon.serve.client import read_answer
 
 
 def payload(*items: Any, close: bool = True) -> bytes:
@@ -19,30 +22,6 @@ def payload(*items: Any, close: bool = True) -> bytes:
     if close:
         serializer.close()
     return buffer.getvalue()
-
-
-@dataclass
-class Answer:
-    images: list[Any] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    closed: bool = False
-
-
-def read_answer(sock: socket.socket) -> Answer:
-    answer = Answer()
-    reader = sock.makefile("rb")
-    try:
-        for item in ismrmrd.ProtocolDeserializer(reader).deserialize():
-            if isinstance(item, ismrmrd.Image):
-                answer.images.append(item)
-            elif isinstance(item, str):
-                answer.texts.append(str(item))
-        answer.closed = True
-    except (EOFError, OSError):
-        pass
-    finally:
-        reader.close()
-    return answer
 
 
 def exchange(port: int, data: bytes, *, timeout: float = 30.0) -> Answer:
