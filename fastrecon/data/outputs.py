@@ -177,6 +177,7 @@ def _write_nifti(
 ) -> Path:
     nibabel = import_optional("nibabel")
     out = check_output(out, overwrite=overwrite)
+    _check_nifti_slices(geometry, array.shape[0])
     affine = geometry.affine_ras(array.shape)  # type: ignore[arg-type]
     volume = np.ascontiguousarray(np.moveaxis(array, 0, -1))  # (H, W, N): i along H, j along W, k slices
     image = nibabel.Nifti1Image(volume, affine)
@@ -193,6 +194,24 @@ def _write_nifti(
         else:
             temp.write_bytes(data)
     return out
+
+
+def _check_nifti_slices(geometry: ImageGeometry, num: int) -> None:
+    """A NIfTI volume places slice ``n`` at ``first + n * step``: refuse images whose positions are not so
+    (MRD cine phases or repetitions that share a slice position, slices out of order), which the affine
+    would put in the wrong places."""
+    if geometry.positions is None or num < 2:
+        return
+    positions = geometry.slice_centres(num)
+    expected = positions[0] + np.arange(num)[:, None] * geometry.slice_step(num)[None, :]
+    worst = float(np.abs(positions - expected).max())
+    if worst > 0.01:
+        raise InputError(
+            f"the {num} images are not {num} evenly spaced slices (a slice centre lies {worst:.3g} mm from "
+            "where a NIfTI volume would put it; e.g. cine phases or repetitions at one slice position); "
+            "expected evenly spaced slices for NIfTI. Write a DICOM series (--format dicom), MRD images "
+            "(.mrd.h5) or an .h5 instead."
+        )
 
 
 def _ds(value: float) -> str:

@@ -191,6 +191,38 @@ def test_cli_mrd_file_to_nifti_keeps_the_acquisition_geometry(case, demo, tmp_pa
     np.testing.assert_allclose(affine[:3, 2], [0.0, 0.0, 5.0], atol=1e-6)
 
 
+def test_cli_mrd_dicom_positions_match_the_nifti_affine(case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import nibabel
+    import pydicom
+
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    base = ["reconstruct", str(raw), "--model", "demo-x8", "--device", "cpu", "--out"]
+    assert main([*base, str(tmp_path / "x.nii.gz")]) == 0
+    assert main([*base, str(tmp_path / "series"), "--format", "dicom"]) == 0
+    affine = nibabel.load(tmp_path / "x.nii.gz").affine
+    series = sorted(
+        (pydicom.dcmread(p) for p in (tmp_path / "series").iterdir()), key=lambda d: int(d.InstanceNumber)
+    )
+    for n, ds in enumerate(series):  # DICOM pixel (0, 0) of slice n is NIfTI voxel (0, 0, n), LPS vs RAS
+        corner = affine @ np.array([0.0, 0.0, n, 1.0])
+        np.testing.assert_allclose(
+            [float(v) for v in ds.ImagePositionPatient], corner[:3] * [-1, -1, 1], atol=1e-4
+        )
+
+
+def test_cli_mrd_cine_phases_are_refused_as_nifti(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = raw_case(slices=4, size=32, noise_scans=0)
+    for acq in case.acquisitions:  # 2 slice positions x 2 cine phases
+        n = acq.idx.slice
+        acq.idx.slice, acq.idx.phase = n // 2, n % 2
+        acq.position = (0.0, 0.0, 5.0 * (n // 2))
+    raw = write_raw(tmp_path / "cine.h5", case.header, case.acquisitions)
+    out = tmp_path / "cine.nii.gz"
+    assert main(["reconstruct", str(raw), "--out", str(out), "--model", "demo-x8", "--device", "cpu"]) == 2
+    assert "not 4 evenly spaced slices" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_mrd_images_are_refused_for_a_fastmri_input(
     demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]

@@ -241,3 +241,15 @@ def test_dicom_window_is_valid_for_small_and_large_values(tmp_path: Path, peak: 
         width = float(ds.WindowWidth)
         assert width == pytest.approx(peak, rel=1e-6)
         assert ds.get("VOILUTFunction", "LINEAR") == ("LINEAR_EXACT" if width < 1 else "LINEAR")
+
+
+def test_nifti_refuses_images_that_are_not_evenly_spaced_slices(images: np.ndarray, tmp_path: Path) -> None:
+    # Two cine phases of one slice then two of the next: the positions repeat, and no affine places them.
+    repeated = ImageGeometry(positions=np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]))
+    with pytest.raises(InputError, match="not 3 evenly spaced slices.*--format dicom"):
+        write_images(tmp_path / "x.nii.gz", images, repeated)
+    assert list(tmp_path.iterdir()) == []
+    # Evenly spaced slices (a gap between them included) are written.
+    even = ImageGeometry(positions=np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 8.0], [0.0, 0.0, 15.0]]))
+    image = nibabel.load(write_images(tmp_path / "y.nii.gz", images, even))
+    np.testing.assert_allclose(image.affine[:3, 2], [0.0, 0.0, 7.0])
