@@ -68,8 +68,8 @@ def reconstruct_file(
         )  # fmt: skip
     if fmt == "mrd":
         raise InputError(
-            f"output {str(out)!r}: MRD images are written from MRD raw input only; {str(path)!r} is not an MRD "
-            "file. Give an .h5, .nii.gz or --format dicom output."
+            f"output {str(out)!r}: MRD images are written from MRD raw input only; {str(path)!r} holds no MRD raw "
+            "data (acquisitions). Give an .h5, .nii.gz or --format dicom output."
         )
     # --- end MRD ---
     out = check_images_output(out, fmt, inputs=[path], overwrite=overwrite)

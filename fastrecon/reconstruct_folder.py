@@ -9,8 +9,8 @@ hold. The unit of work is the file (a large file is never split between ranks).
   skipped, so an output folder inside the input folder is never read as input (one that already holds
   data files is refused). The output folder may not be the input folder itself, and a data file
   (k-space) where an output would go is never skipped as done nor replaced.
-* Outputs: ``OUT/<relative path>`` with the input's stem and the format's suffix (``.h5``,
-  ``.nii.gz``, or a DICOM folder without suffix), each written atomically.
+* Outputs: ``OUT/<relative path>`` with the input's stem (``scan.mrd.h5`` -> ``scan``) and the format's
+  suffix (``.h5``, ``.nii.gz``, ``.mrd.h5``, or a DICOM folder without suffix), each written atomically.
 * Resume: an output that exists is skipped (a rerun after a crash or preemption does only the rest;
   atomic writes mean an existing output is complete); ``overwrite`` redoes every file.
 * Sharding: rank 0 lists the folder and broadcasts the plan; files still to do are dealt to ranks by
@@ -83,8 +83,13 @@ class RankSummary:
 
 
 def output_path(out: Path, relative: Path, format: str) -> Path:
-    """``out/relative`` with the input's suffix replaced by the format's (a DICOM series: a folder)."""
-    return out / relative.parent / (relative.stem + suffix_for(format))
+    """``out/relative`` with the input's suffix replaced by the format's (a DICOM series: a folder). An
+    MRD input's double suffix ``.mrd.h5`` goes whole: ``scan.mrd.h5`` gives ``scan.h5`` (not ``scan.mrd.h5``,
+    a name that says MRD images) or ``scan.mrd.h5`` with ``--format mrd``."""
+    stem = relative.stem
+    if relative.name.lower().endswith(".mrd.h5"):
+        stem = relative.name[: -len(".mrd.h5")]
+    return out / relative.parent / (stem + suffix_for(format))
 
 
 def _is_done(path: Path, format: str) -> bool:

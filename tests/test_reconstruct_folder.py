@@ -450,3 +450,30 @@ def test_an_output_folder_inside_the_input_that_holds_data_is_refused(
     err = capsys.readouterr().err
     assert "holds the data file" in err and err.count("\n") == 1
     assert (root / "sub" / "x.h5").read_bytes() == data
+
+
+def test_folder_of_mrd_files_in_mrd_and_h5(tmp_path: Path) -> None:
+    from fastrecon.data.mrd_images import read_mrd_images
+    from tests.data._mrd import raw_case, write_raw
+
+    root = tmp_path / "in"
+    root.mkdir()
+    case = raw_case(slices=1, size=32, noise_scans=0)
+    write_raw(root / "scan.mrd.h5", case.header, case.acquisitions)
+    write_raw(root / "plain.h5", case.header, case.acquisitions)
+    write_fastmri_file(root / "knee.h5", np.ones((1, 4, 32, 32), np.complex64), recon_size=(32, 32))
+    model = ["--model", "demo-x8", "--device", "cpu"]
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(root), "--out", str(out), "--format", "mrd", *model]) == 1
+    assert sorted(p.name for p in out.glob("*.h5")) == ["plain.mrd.h5", "scan.mrd.h5"]  # not scan.mrd.mrd.h5
+    assert len(read_mrd_images(out / "scan.mrd.h5")) == 1
+    [failure] = summary(out)["failures"]
+    assert (
+        failure["file"] == "knee.h5" and "MRD images are written from MRD raw input only" in failure["reason"]
+    )
+    assert not (out / "knee.mrd.h5").exists()
+    # The default format names an MRD input's reconstruction scan.h5, not scan.mrd.h5 (a name that says MRD images).
+    assert main(["reconstruct", str(root), "--out", str(tmp_path / "h5"), *model]) == 0
+    assert sorted(p.name for p in (tmp_path / "h5").glob("*.h5")) == ["knee.h5", "plain.h5", "scan.h5"]
+    with h5py.File(tmp_path / "h5" / "scan.h5") as handle:
+        assert handle["reconstruction"].shape[0] == 1
