@@ -338,3 +338,25 @@ def test_pending_budget_shared_by_assemblers() -> None:
     first.close()  # a stream that ended early gives back what it held
     second.close()
     assert budget.used == 0 and first.pending == 0
+
+
+def test_cli_passes_acs_count_and_coil_compression_to_mrd_input(
+    demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    case = raw_case(slices=1, coils=36, size=32, noise_scans=0)  # more coils than demo-x8's 32
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    volume = read_mrd(raw)
+    kspace, mask = torch.from_numpy(volume.kspace), torch.from_numpy(volume.mask)
+    base = ["reconstruct", str(raw), "--model", "demo-x8", "--device", "cpu", "--out"]
+    assert main([*base, str(tmp_path / "refused.h5")]) == 2
+    assert "--coil-compress" in capsys.readouterr().err and not (tmp_path / "refused.h5").exists()
+    out = tmp_path / "x.h5"
+    assert main([*base, str(out), "--coil-compress", "--num-low-frequencies", "6"]) == 0
+    expected = demo.reconstruct(kspace, mask, num_low_frequencies=6, coil_compress=True).numpy()
+    default = demo.reconstruct(kspace, mask, coil_compress=True).numpy()
+    with h5py.File(out) as handle:
+        written = handle["reconstruction"][()]
+    np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6 * float(np.abs(expected).max()))
+    assert np.abs(written - default).max() > 1e-3 * float(
+        np.abs(default).max()
+    )  # the count made a difference
