@@ -196,15 +196,20 @@ def _write_nifti(
     return out
 
 
+def _off_grid_mm(geometry: ImageGeometry, num: int) -> float:
+    """How far (mm) the farthest slice centre lies from ``first + n * step`` (0 without positions)."""
+    if geometry.positions is None or num < 2:
+        return 0.0
+    positions = geometry.slice_centres(num)
+    expected = positions[0] + np.arange(num)[:, None] * geometry.slice_step(num)[None, :]
+    return float(np.abs(positions - expected).max())
+
+
 def _check_nifti_slices(geometry: ImageGeometry, num: int) -> None:
     """A NIfTI volume places slice ``n`` at ``first + n * step``: refuse images whose positions are not so
     (MRD cine phases or repetitions that share a slice position, slices out of order), which the affine
     would put in the wrong places."""
-    if geometry.positions is None or num < 2:
-        return
-    positions = geometry.slice_centres(num)
-    expected = positions[0] + np.arange(num)[:, None] * geometry.slice_step(num)[None, :]
-    worst = float(np.abs(positions - expected).max())
+    worst = _off_grid_mm(geometry, num)
     if worst > 0.01:
         raise InputError(
             f"the {num} images are not {num} evenly spaced slices (a slice centre lies {worst:.3g} mm from "
@@ -251,6 +256,8 @@ def _write_dicom(
     row_dir, col_dir = np.asarray(geometry.phase_dir), np.asarray(geometry.read_dir)
     normal = np.cross(row_dir, col_dir)
     step = geometry.slice_step(num)
+    # Written only when the slices are evenly spaced (not for cine phases or repetitions at one position).
+    even = _off_grid_mm(geometry, num) <= 0.01
     now = datetime.datetime.now()
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
     legacy = int(pydicom.__version__.split(".")[0]) < 3
@@ -301,7 +308,8 @@ def _write_dicom(
             ds.PositionReferenceIndicator = ""
             ds.PixelSpacing = [_ds(geometry.voxel_size_mm[0]), _ds(geometry.voxel_size_mm[1])]
             ds.SliceThickness = _ds(geometry.voxel_size_mm[2])
-            ds.SpacingBetweenSlices = _ds(float(np.linalg.norm(step)))
+            if even:
+                ds.SpacingBetweenSlices = _ds(float(np.linalg.norm(step)))
             ds.ImagePositionPatient = [_ds(float(v)) for v in corners[n]]
             ds.ImageOrientationPatient = [_ds(float(v)) for v in (*row_dir, *col_dir)]
             ds.SliceLocation = _ds(float(np.dot(centres[n], normal)))

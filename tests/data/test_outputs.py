@@ -253,3 +253,13 @@ def test_nifti_refuses_images_that_are_not_evenly_spaced_slices(images: np.ndarr
     even = ImageGeometry(positions=np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 8.0], [0.0, 0.0, 15.0]]))
     image = nibabel.load(write_images(tmp_path / "y.nii.gz", images, even))
     np.testing.assert_allclose(image.affine[:3, 2], [0.0, 0.0, 7.0])
+
+
+def test_dicom_of_repeated_positions_has_no_slice_spacing(images: np.ndarray, tmp_path: Path) -> None:
+    repeated = ImageGeometry(positions=np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]))
+    series = read_series(write_images(tmp_path / "cine", images, repeated, format="dicom"))
+    assert [float(ds.ImagePositionPatient[2]) for ds in series] == [0.0, 0.0, 5.0]
+    assert all("SpacingBetweenSlices" not in ds for ds in series)  # no mean step (2.5 mm) that is not there
+    even = ImageGeometry(positions=np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 0.0, 10.0]]))
+    series = read_series(write_images(tmp_path / "even", images, even, format="dicom"))
+    assert all(float(ds.SpacingBetweenSlices) == 5.0 for ds in series)
