@@ -43,6 +43,14 @@ def mrd_geometry(
     )
 
 
+def _block_acquired(mask: torch.Tensor, count: int) -> bool:
+    """Whether the centred block of ``count`` columns (fastMRI's ACS block) is sampled in every slice of
+    ``mask`` ``(N, 1, 1, W)``."""
+    width = int(mask.shape[-1])
+    start = (width - count + 1) // 2
+    return 0 < count <= width and bool(mask[..., start : start + count].all())
+
+
 def reconstruct_mrd_file(
     recon: Any,
     path: str | Path,
@@ -65,7 +73,9 @@ def reconstruct_mrd_file(
     same crop and geometry; ``h5`` a fastMRI-style ``reconstruction (N, H, W)`` of the full matrix, with
     the slices in index order and their MRD indices in the attributes ``mrd_index_fields`` /
     ``mrd_indices`` ``(N, 6)``.
-    ``num_low_frequencies`` (ACS lines) and ``coil_compress`` are passed to ``recon.reconstruct``.
+    ``num_low_frequencies`` (ACS lines) and ``coil_compress`` are passed to ``recon.reconstruct``; with
+    ``acceleration`` and no ``num_low_frequencies``, the mask function's ACS count is passed when its centre
+    block was acquired (else the model finds the centred block in the mask).
     """
     path = Path(path)
     fmt = output_format(out, format)
@@ -75,8 +85,11 @@ def reconstruct_mrd_file(
     mask = torch.from_numpy(volume.mask)
     if acceleration is not None:
         func = create_mask_for_mask_type(mask_type, [center_fraction], [acceleration])
-        drawn = func(kspace.shape[-1], seed=seed_from_name(path.name)).reshape(1, 1, 1, -1).to(torch.bool)
-        mask = mask & drawn
+        sampled = func.sample(kspace.shape[-1], seed=seed_from_name(path.name))
+        mask = mask & sampled.mask.reshape(1, 1, 1, -1).to(torch.bool)
+        if num_low_frequencies is None and _block_acquired(mask, sampled.num_low_frequencies):
+            # The mask function's ACS count, as for fastMRI files (when its centre block was acquired).
+            num_low_frequencies = sampled.num_low_frequencies
     image = recon.reconstruct(
         kspace, mask, num_low_frequencies=num_low_frequencies, coil_compress=coil_compress
     )
@@ -99,6 +112,8 @@ def reconstruct_mrd_file(
     }
     if acceleration is not None:
         attrs.update(acceleration=acceleration, center_fraction=center_fraction, mask_type=mask_type)
+    if num_low_frequencies is not None:
+        attrs["num_low_frequencies"] = int(num_low_frequencies)
     if fmt == "h5":
         return write_images(out, image, None, attrs=attrs, overwrite=overwrite, format=fmt)
     cropped = crop_to_recon(np.asarray(image), volume.encoding)

@@ -170,6 +170,28 @@ def test_cli_accel_draws_inside_the_acquired_lines(case, demo, tmp_path: Path) -
     with h5py.File(tmp_path / "x.h5") as handle:
         np.testing.assert_array_equal(handle["reconstruction"][()], expected)
         assert handle.attrs["acceleration"] == 2
+        # The drawn centre block (13 lines at 26..38) was not all acquired: no count is passed.
+        assert "num_low_frequencies" not in handle.attrs
+
+
+def test_cli_accel_passes_the_mask_functions_acs_count(case, demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from fastrecon.physics.masks import create_mask_for_mask_type, seed_from_name
+
+    raw = write_raw(tmp_path / "raw.h5", case.header, case.acquisitions)
+    out = tmp_path / "x.h5"
+    # 0.1875 x 64 = 12 centre lines at 26..37: exactly the acquired ACS block.
+    args = ["reconstruct", str(raw), "--out", str(out), "--model", "demo-x8", "--device", "cpu"]
+    assert main([*args, "--accel", "2", "--center-fraction", "0.1875"]) == 0
+    volume = read_mrd(raw)
+    sampled = create_mask_for_mask_type("equispaced_fraction", [0.1875], [2]).sample(
+        64, seed=seed_from_name("raw.h5")
+    )
+    assert sampled.num_low_frequencies == 12
+    mask = torch.from_numpy(volume.mask) & sampled.mask.reshape(1, 1, 1, -1)
+    expected = demo.reconstruct(torch.from_numpy(volume.kspace), mask, num_low_frequencies=12).numpy()
+    with h5py.File(out) as handle:
+        np.testing.assert_array_equal(handle["reconstruction"][()], expected)
+        assert handle.attrs["num_low_frequencies"] == 12
 
 
 def test_cli_mrd_file_to_nifti_keeps_the_acquisition_geometry(case, demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
