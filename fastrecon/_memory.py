@@ -29,7 +29,8 @@ it through ``/proc/self/clear_refs``), at batch 1 and 4, for demo-x8, a VarNet w
 clip-x8's ViT-B decoders at several shapes; the estimate is an upper bound of the measured per-slice
 growth within a factor of about two (``tests/test_memory.py`` checks the bound on a VarNet run). On
 CUDA, ``torch.cuda.max_memory_allocated`` counts the same tensors, without the CPU allocator's slack.
-Measured on a 2-core x86 machine (torch 2.14.1, 2026-12-02), MiB per slice, measured / estimated:
+Measured on a 2-core x86 machine (torch 2.14.1, 2026-12-02), MiB per slice, measured / estimated (this table
+was measured before the free heap was released first, see below; only varnet-x8 4x256x256 was remeasured since):
 
     demo-x8   8x128x128   34 / 50       varnet-x8   4x256x256   61-75 / 100
     demo-x8  16x96x200   101 / 121      varnet-x8  10x128x96       25 / 47
